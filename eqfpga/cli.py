@@ -1,0 +1,133 @@
+"""The ``eqfpga`` command line. Every command has ``--help``; figures also go to ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from eqfpga import __version__
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _config_arg(p: argparse.ArgumentParser, default: str | None = "up5k") -> None:
+    p.add_argument("--config", "-c", default=default,
+                   help="shipped configuration name or TOML path (default: %(default)s)")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder of the IDX .gz files (default: MNIST shipped with eqfpga)")
+
+
+def cmd_info(a) -> dict:
+    from eqfpga.config import load_config
+    c = load_config(a.config)
+    widths = {k: {"bits": w.bits, "signed": w.signed, "lo": w.lo, "hi": w.hi}
+              for k, w in c.widths.items()}
+    weight_bytes = (c.inputs * c.hidden + c.hidden * c.outputs) * c.weight_bits / 8
+    print(f"eqfpga {__version__}  configuration {c.name!r}  model hash {c.model_hash[:16]}")
+    if c.description:
+        print(f"  {c.description}")
+    print(f"  network {c.inputs}-{c.hidden}-{c.outputs}, {c.weight_bits}-bit weights "
+          f"({weight_bytes / 1024:.1f} KiB), phases free {c.free_steps} / nudged {c.nudge_steps} steps")
+    print(f"  {'quantity':<16}{'bits':>5}  {'signed':<7}{'worst-case range'}")
+    for k, w in c.widths.items():
+        print(f"  {k:<16}{w.bits:>5}  {'yes' if w.signed else 'no':<7}[{w.lo}, {w.hi}]")
+    return {"version": __version__, "config": c.to_dict(), "model_hash": c.model_hash,
+            "weight_bytes": weight_bytes, "widths": widths}
+
+
+def cmd_train(a) -> dict:
+    from eqfpga import trainer
+    from eqfpga.config import load_config
+    c = load_config(a.config)
+    out = a.out or Path("runs") / c.name
+    try:
+        ck = trainer.fit(c, out, a.epochs, resume=a.resume, dataset=a.dataset, data_dir=a.data,
+                         train_samples=a.train_samples, test_samples=a.test_samples,
+                         checkpoint_every=a.checkpoint_every, progress=not a.quiet)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    print(f"checkpoint: {out / 'last.npz'}   curves: {out / 'training.png'}")
+    return {"config": c.name, "checkpoint": str(out / "last.npz"), "history": ck.history}
+
+
+def cmd_evaluate(a) -> dict:
+    import numpy as np
+    from eqfpga import checkpoint, data
+    from eqfpga.golden import network
+    path = a.checkpoint or checkpoint.shipped()
+    ck = checkpoint.load(path)
+    test = data.load("test", a.dataset, a.data).take(a.images)
+    pred, counts = network.predict(test.images, ck.params, ck.config)
+    acc = float(np.mean(pred == test.labels))
+    print(f"{path}: configuration {ck.config.name!r}, {len(test)} {a.dataset} test images: "
+          f"accuracy {acc:.2%} ({int(np.sum(pred == test.labels))}/{len(test)})")
+    return {"checkpoint": str(path), "config": ck.config.name, "dataset": a.dataset,
+            "images": len(test), "accuracy": acc,
+            "mean_output_spikes": float(counts.sum(axis=1).mean())}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="eqfpga", description=(
+        "FPGA generator for spiking neural networks that learn on the chip with "
+        "Equilibrium Propagation."))
+    ap.add_argument("--version", action="version", version=f"eqfpga {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="show a configuration, its formats and worst-case widths")
+    _config_arg(p)
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train the golden model per sample (what the chip does)")
+    _config_arg(p)
+    _data_args(p)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
+    p.add_argument("--train-samples", type=int, default=None, help="use the first N training images")
+    p.add_argument("--test-samples", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--checkpoint-every", type=int, default=5000, metavar="N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (default: the shipped one)")
+    p.add_argument("checkpoint", nargs="?", type=Path, default=None)
+    _data_args(p)
+    p.add_argument("--images", type=int, default=None, help="only the first N test images")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_evaluate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eqfpga.checkpoint import CheckpointError
+    from eqfpga.config import ConfigError
+    from eqfpga.data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+        _write_json(getattr(args, "json", None), result)
+    except (UserError, ConfigError, DataError, CheckpointError) as e:
+        print(f"eqfpga: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The integer golden model: the specification every RTL block is tested against."""

@@ -1,0 +1,45 @@
+"""Per-sample EP training: exactly what the chip does for one labelled sample.
+
+For each sample: reset the neuron state, free phase, nudged phase (output nudged toward the
+one-hot label), local update (:mod:`eqfpga.golden.ep_update`). Nothing but the parameters and
+the LFSR stream positions survives from one sample to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eqfpga.config import Config
+from eqfpga.golden import ep_update, network
+from eqfpga.golden.network import Params, State
+
+
+@dataclass
+class SampleResult:
+    prediction: int   # free-phase prediction (before the update)
+    spikes: int       # hidden + output spikes over both phases
+
+
+def train_sample(pixels: np.ndarray, label: int, p: Params, c: Config,
+                 streams: ep_update.Streams) -> SampleResult:
+    """Free phase, nudged phase and update for one 8-bit image; updates ``p`` in place."""
+    x = network.quantize_input(pixels[None, :], c)
+    drive_h = network.input_drive(x, p, c)
+    st = State.zeros(1, c)
+    counts = np.zeros((1, c.outputs), np.int64)
+    st = network.run_phase(st, drive_h, p, c, c.free_steps, counts=counts)
+    rf_h, rf_y = st.rates(c)
+    prediction = int(np.argmax(st.v_y[0]))
+    target = np.zeros((1, c.outputs), np.int64)
+    target[0, label] = 1
+    st = network.run_phase(st, drive_h, p, c, c.nudge_steps, target=target)
+    rn_h, rn_y = st.rates(c)
+    ep_update.apply(p, x[0], rf_h[0], rf_y[0], rn_h[0], rn_y[0], c, streams)
+    return SampleResult(prediction, int(counts.sum()))
+
+
+def accuracy(pixels: np.ndarray, labels: np.ndarray, p: Params, c: Config) -> float:
+    pred, _ = network.predict(pixels, p, c)
+    return float(np.mean(pred == labels))

@@ -1,0 +1,71 @@
+import pytest
+
+from eqfpga.config import Config, ConfigError, config_to_toml, load_config, shipped_configs
+
+
+def test_shipped_configs_load_and_fit():
+    names = shipped_configs()
+    assert "up5k" in names
+    for name in names:
+        c = load_config(name)
+        for w in c.widths.values():
+            assert w.lo >= -(1 << (w.bits - 1)) if w.signed else w.lo >= 0
+            assert w.hi < (1 << (w.bits - int(w.signed)))
+
+
+def test_overflowing_drive_is_refused():
+    with pytest.raises(ConfigError, match=r"drive_bits = 12 cannot hold the worst-case drive range"):
+        Config(name="bad", drive_bits=12)
+
+
+def test_overflowing_membrane_is_refused():
+    with pytest.raises(ConfigError, match="membrane_bits = 18"):
+        Config(name="bad", membrane_bits=18)
+
+
+def test_wider_network_needs_wider_drive():
+    Config(name="ok", hidden=128)
+    with pytest.raises(ConfigError, match="drive"):
+        Config(name="big", hidden=4000, drive_bits=16, membrane_bits=24)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"hidden": 0}, "hidden must be >= 1"),
+    ({"input_bits": 9}, "input_bits must be <= 8"),
+    ({"w1_shift": 18}, "needs more random bits"),
+    ({"w2_init": 300}, "exceeds the 8-bit weight maximum"),
+    ({"leak_shift": 5}, "leak_shift"),
+    ({"weight_frac_bits": 1, "membrane_frac_bits": 2}, "must be >= rate_bits"),
+    ({"hidden": 1.5}, "must be an integer"),
+    ({"outputs": 1}, "outputs must be >= 2"),
+])
+def test_impossible_values_are_refused(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        Config(name="bad", **kw)
+
+
+def test_toml_round_trip_and_hash(tmp_path):
+    c = load_config("up5k")
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(c))
+    c2 = load_config(path)
+    assert c2 == c and c2.model_hash == c.model_hash
+    assert Config(name="x", seed=2).model_hash != Config(name="x", seed=1).model_hash
+    assert Config(name="x").model_hash == Config(name="y").model_hash  # names do not matter
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nhiden = 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'hiden'"):
+        load_config(bad)
+    bad.write_text("[netw]\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[netw\]"):
+        load_config(bad)
+    bad.write_text("not = [toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="unknown configuration 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,124 @@
+"""The stochastic-rounding random source: several LFSR draws per cycle.
+
+Hardware twin of :mod:`eqfpga.golden.lfsr`. The golden stream is a 17-bit Fibonacci LFSR
+(x^17 + x^14 + 1) whose *draw* is the current state followed by 17 single steps. An update
+unit with ``lanes`` lanes consumes ``lanes`` consecutive draws per cycle, so this unit
+computes draw ``n + p`` for every lane ``p`` from the state of draw ``n`` and then jumps the
+state by ``17 * lanes`` steps at once.
+
+The LFSR step is linear over GF(2), so any number of steps is a fixed XOR network of the
+state bits ("leap-forward"). The networks are derived at elaboration time by pushing each
+basis state through the golden step function; the golden model stays the only definition of
+the polynomial.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from eqfpga.golden import lfsr as golden
+
+__all__ = ["leap_matrix", "LFSR"]
+
+
+def leap_matrix(steps: int) -> list[int]:
+    """The ``steps``-step LFSR transition as GF(2) columns.
+
+    Returns a list of :data:`~eqfpga.golden.lfsr.BITS` integers: entry ``i`` is the state
+    reached after ``steps`` steps from the state that has only bit ``i`` set. By linearity, the
+    state reached from ``s`` is the XOR of the entries for the set bits of ``s``.
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise TypeError(f"Step count must be a non-negative integer, not {steps!r}")
+    return [golden.advance(1 << i, steps) for i in range(golden.BITS)]
+
+
+def _apply(columns: list[int], state):
+    """The XOR network that maps ``state`` (a 17-bit value) through ``columns``."""
+    bits = []
+    for b in range(golden.BITS):
+        # An invertible transition has no all-zero row, but the constant keeps it total.
+        bit = Const(0, 1)
+        for i, col in enumerate(columns):
+            if (col >> b) & 1:
+                bit = bit ^ state[i]
+        bits.append(bit)
+    return Cat(*bits)
+
+
+def _compose(columns: list[int], state: int) -> int:
+    """``state`` mapped through the transition given by ``columns`` (integer arithmetic)."""
+    out = 0
+    for i, col in enumerate(columns):
+        if (state >> i) & 1:
+            out ^= col
+    return out
+
+
+class LFSR(wiring.Component):
+    """One LFSR stream that produces ``lanes`` consecutive draws per cycle.
+
+    The unit holds the state of the stream's next draw, i.e. ``golden.lfsr.state_at(n)`` for
+    the stream position ``n``. Lane ``p`` of :attr:`draws` is draw ``n + p``; advancing moves
+    the stream to position ``n + lanes``. The state is never zero: a zero seed would lock the
+    LFSR, so loading one is a caller error (``state_at`` never returns zero).
+
+    Parameters
+    ----------
+    lanes : int
+        Number of draws presented per cycle (the number of update lanes fed), ``>= 1``.
+    init : int
+        State after reset, a non-zero 17-bit value; ``1`` is stream position 0.
+
+    Members
+    -------
+    seed : ``In(17)``
+        State to load, e.g. ``golden.lfsr.state_at(position)`` of a saved stream position.
+    load : ``In(1)``
+        Replace the state with :attr:`seed` at the next clock edge. Takes precedence over
+        :attr:`advance` in the same cycle.
+    advance : ``In(1)``
+        Consume this cycle's draws: at the next clock edge the state moves on by
+        ``17 * lanes`` steps (``lanes`` draws).
+    draws : ``Out(ArrayLayout(17, lanes))``
+        The draws of the current position, combinationally from the state register; lane 0 is
+        the state itself. Valid every cycle.
+    """
+
+    def __init__(self, *, lanes: int, init: int = 1):
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        if not isinstance(init, int) or not 0 < init <= golden.PERIOD:
+            raise ValueError(f"Initial state must be a non-zero {golden.BITS}-bit integer, "
+                             f"not {init!r}")
+        self._lanes = lanes
+        self._init = init
+        super().__init__({
+            "seed": In(golden.BITS),
+            "load": In(1),
+            "advance": In(1),
+            "draws": Out(data.ArrayLayout(golden.BITS, lanes)),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(golden.BITS, init=self._init)
+
+        # Draw p is 17*p steps ahead and the jump to the next cycle is 17*lanes steps; the
+        # columns are stepped on one draw at a time (linearity) rather than recomputed per lane.
+        step_draw = leap_matrix(golden.STEPS_PER_DRAW)
+        columns = leap_matrix(0)
+        for p in range(self._lanes):
+            m.d.comb += self.draws[p].eq(state if p == 0 else _apply(columns, state))
+            columns = [_compose(step_draw, col) for col in columns]
+        jump = _apply(columns, state)
+
+        with m.If(self.load):
+            m.d.sync += state.eq(self.seed)
+        with m.Elif(self.advance):
+            m.d.sync += state.eq(jump)
+        return m

@@ -155,7 +155,7 @@ class NeuronUnit(wiring.Component):
             phi1 = Signal(w["sigma_delta"].shape, name=f"phi1_{p}", reset_less=True)
             if self._nudge:
                 r_old = self._rate(m, lane.v, f"r_old_{p}")
-                # Signed, so that the subtraction and the negation are two's complement.
+                # target << rb is at most one above the largest rate: q needs rb + 2 signed bits.
                 q = Signal(signed(rb + 2), name=f"nudge_q_{p}")
                 m.d.comb += q.eq(Mux(lane.target, 1 << rb, 0) - r_old)
                 q_signed = Mux(self.negate, -q, q)

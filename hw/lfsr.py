@@ -9,7 +9,7 @@ state by ``17 * lanes`` steps at once.
 The LFSR step is linear over GF(2), so any number of steps is a fixed XOR network of the
 state bits ("leap-forward"). The networks are derived at elaboration time by pushing each
 basis state through the golden step function; the golden model stays the only definition of
-the polynomial.
+the polynomial. A cycle may also consume fewer than ``lanes`` draws (the tail of a tensor).
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -78,8 +78,14 @@ class LFSR(wiring.Component):
         Replace the state with :attr:`seed` at the next clock edge. Takes precedence over
         :attr:`advance` in the same cycle.
     advance : ``In(1)``
-        Consume this cycle's draws: at the next clock edge the state moves on by
-        ``17 * lanes`` steps (``lanes`` draws).
+        Consume this cycle's draws: at the next clock edge the stream moves on by
+        :attr:`count` draws.
+    count : ``In(range(lanes + 1), init=lanes)``
+        How many of this cycle's draws :attr:`advance` consumes, lanes ``0 .. count-1``. The
+        golden streams consume exactly one draw per weight, so the last word of a tensor (or
+        of a W1 row) whose size is not a multiple of ``lanes`` must consume fewer; left
+        undriven it stays ``lanes`` and synthesis removes the selection. Values above
+        ``lanes`` leave the state as it is.
     draws : ``Out(ArrayLayout(17, lanes))``
         The draws of the current position, combinationally from the state register; lane 0 is
         the state itself. Valid every cycle.
@@ -97,6 +103,7 @@ class LFSR(wiring.Component):
             "seed": In(golden.BITS),
             "load": In(1),
             "advance": In(1),
+            "count": In(range(lanes + 1), init=lanes),
             "draws": Out(data.ArrayLayout(golden.BITS, lanes)),
         })
 
@@ -120,5 +127,11 @@ class LFSR(wiring.Component):
         with m.If(self.load):
             m.d.sync += state.eq(self.seed)
         with m.Elif(self.advance):
-            m.d.sync += state.eq(jump)
+            # Draw k is already the state k draws on, so a partial advance is only a mux.
+            with m.Switch(self.count):
+                for k in range(1, self._lanes):
+                    with m.Case(k):
+                        m.d.sync += state.eq(self.draws[k])
+                with m.Case(self._lanes):
+                    m.d.sync += state.eq(jump)
         return m

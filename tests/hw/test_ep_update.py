@@ -28,10 +28,12 @@ def limits(c, tensor):
     return c.bias_range if tensor.startswith("b") else c.weight_range
 
 
-def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None):
+def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None, per_word=None,
+                 teardown=None):
     """Drive ``words`` (one list of lane dicts per input) through ``dut`` with random bubbles;
     ``draws`` is a list of per-word draw lists, or None when an LFSR inside ``top`` feeds them.
-    Returns the output words; also checks the latency."""
+    ``setup(ctx)``, ``per_word(ctx, k)`` (as word ``k`` is presented) and ``teardown(ctx)`` are
+    optional testbench hooks. Returns the output words; also checks the latency."""
     outputs, in_cycles, out_cycles = [], [], []
 
     async def tb(ctx):
@@ -46,6 +48,8 @@ def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None):
                 if draws is not None:
                     ctx.set(dut.draws, [int(d) for d in draws[k]])
                 ctx.set(dut.i.valid, 1)
+                if per_word is not None:
+                    per_word(ctx, k)
                 in_cycles.append(cycle)
             else:
                 ctx.set(dut.i.valid, 0)
@@ -56,6 +60,8 @@ def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None):
             await ctx.tick()
             cycle += 1
             assert cycle < 10 * len(words) + 20, "outputs missing"
+        if teardown is not None:
+            await teardown(ctx)
 
     sim = Simulator(top if top is not None else dut)
     sim.add_clock(1e-6)
@@ -115,11 +121,12 @@ def test_random_vectors_against_golden(hw_config, tensor, lanes):
     assert ((want > lo) & (want < hi) & (want != f["w"])).any()
 
 
-@pytest.mark.parametrize("lanes", [5, 4])
+@pytest.mark.parametrize("lanes", [5, 4, 3])
 def test_whole_w2_update_with_lfsr(lanes):
     """A complete W2 update of a small network: W2 row-major through the unit, draws from the
     hardware LFSR stream, a runtime shift from Config.at_epoch; every weight and the final
-    stream position must equal golden.ep_update.apply."""
+    stream position must equal golden.ep_update.apply. With 3 lanes the 80 weights end in a
+    short word, which consumes only 2 draws (LFSR ``count``)."""
     base = Config(name="t", inputs=16, hidden=8, outputs=10, weight_bits=6, w1_init=20,
                   w2_init=31, w2_shift=6, lr_decay_epochs=1, seed=3)
     c = base.at_epoch(2)
@@ -143,10 +150,11 @@ def test_whole_w2_update_with_lfsr(lanes):
     top.d.comb += [dut.draws.eq(gen.draws), gen.advance.eq(dut.i.valid)]
 
     jk = [(j, k) for j in range(c.hidden) for k in range(c.outputs)]   # row-major order
-    assert len(jk) % lanes == 0
     words = [[{"w": int(p.w2[j, k]), "rn_h": int(rn_h[j]), "rf_h": int(rf_h[j]),
                "rn_y": int(rn_y[k]), "rf_y": int(rf_y[k])} for j, k in jk[i:i + lanes]]
              for i in range(0, len(jk), lanes)]
+    used = [len(word) for word in words]
+    words = [word + word[:1] * (lanes - len(word)) for word in words]   # pad the short word
 
     async def setup(ctx):
         ctx.set(gen.seed, lfsr.state_at(start))
@@ -154,9 +162,16 @@ def test_whole_w2_update_with_lfsr(lanes):
         await ctx.tick()
         ctx.set(gen.load, 0)
 
+    def per_word(ctx, k):
+        ctx.set(gen.count, used[k])
+
+    async def teardown(ctx):
+        assert ctx.get(gen.draws[0]) == lfsr.state_at(streams.w2)
+
     got = stream_words(dut, words, shifts=[c.w2_shift] * len(words), rng=rng, top=top,
-                       setup=setup)
-    got = np.array(got, np.int64).reshape(c.hidden, c.outputs)
+                       setup=setup, per_word=per_word, teardown=teardown)
+    got = np.array([v for word, n in zip(got, used) for v in word[:n]], np.int64)
+    got = got.reshape(c.hidden, c.outputs)
     assert np.array_equal(got, want.w2), np.argwhere(got != want.w2)[:5]
     lo, hi = c.weight_range
     assert (got == lo).any() or (got == hi).any()

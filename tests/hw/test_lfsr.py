@@ -40,7 +40,8 @@ def _run(dut, tb):
 
 @pytest.mark.parametrize("lanes", [1, 2, 5, 8])
 def test_draws_match_golden(lanes):
-    """Load saved stream positions, advance with gaps, and compare every lane."""
+    """Load saved stream positions, advance with gaps and by fewer draws than lanes, and
+    compare every lane."""
     dut = LFSR(lanes=lanes)
     # Positions near the wrap of the period as well as ordinary ones.
     starts = [0, 12345, golden.PERIOD - 3, golden.stream_seed(7, "w2")]
@@ -57,14 +58,19 @@ def test_draws_match_golden(lanes):
             await ctx.tick()
             ctx.set(dut.load, 0)
             pos = start
-            for _ in range(12):
+            for k in range(16):
                 adv = int(rng.integers(0, 4) != 0)
                 ctx.set(dut.advance, adv)
-                want, nxt = golden.draws(pos, lanes)
+                # First the default (all lanes' draws consumed), then partial advances.
+                count = lanes if k < 8 else int(rng.integers(0, lanes + 1))
+                if k >= 8:
+                    ctx.set(dut.count, count)
+                want, _ = golden.draws(pos, lanes)
                 assert [int(d) for d in ctx.get(dut.draws)] == list(want), (start, pos)
                 await ctx.tick()
                 if adv:
-                    pos = nxt
+                    pos = (pos + count) % golden.PERIOD
             ctx.set(dut.advance, 0)
+            ctx.set(dut.count, lanes)
 
     _run(dut, tb)

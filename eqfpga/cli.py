@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, DataError, CheckpointError) as e:
         print(f"eqfpga: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stderr.close()
+        return 0
     return 0
 
 

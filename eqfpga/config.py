@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -90,11 +90,13 @@ class Config:
     # phases
     free_steps: int = 32
     nudge_steps: int = 16
+    symmetric_nudge: bool = False
     # learning (learning rates are powers of two: a larger shift is a smaller rate)
     w1_shift: int = 12
     w2_shift: int = 12
     b1_shift: int = 8
     b2_shift: int = 8
+    lr_decay_epochs: int = 0
     w1_init: int = 16
     w2_init: int = 16
     seed: int = 1
@@ -140,6 +142,16 @@ class Config:
         """Every integer quantity's worst-case range and the width that holds it."""
         return _worst_case(self)
 
+    def at_epoch(self, epoch: int) -> "Config":
+        """The learning shifts in force during ``epoch`` (counted from 0): every
+        ``lr_decay_epochs`` epochs each shift grows by one (the rate halves), at most to the
+        LFSR width. The host sets these on the chip between epochs."""
+        if not self.lr_decay_epochs:
+            return self
+        d = epoch // self.lr_decay_epochs
+        return replace(self, **{k: min(LFSR_BITS, getattr(self, k) + d)
+                                for k in ("w1_shift", "w2_shift", "b1_shift", "b2_shift")})
+
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -166,8 +178,10 @@ class Config:
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
                      "beta_shift", "w1_shift", "w2_shift", "b1_shift", "b2_shift",
-                     "w1_init", "w2_init", "seed"):
+                     "w1_init", "w2_init", "seed", "lr_decay_epochs"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(isinstance(self.symmetric_nudge, bool),
+             f"symmetric_nudge must be true or false, got {self.symmetric_nudge!r}")
         need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
         need(self.input_bits <= 8, f"input_bits must be <= 8 (pixels are 8 bit), got {self.input_bits}")
         need(self.weight_bits >= 2, "weight_bits must be >= 2")
@@ -239,8 +253,9 @@ _KNOWN_SECTIONS = {
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift",
                     "drive_bits", "membrane_bits"),
-    "phases": ("free_steps", "nudge_steps"),
-    "learning": ("w1_shift", "w2_shift", "b1_shift", "b2_shift", "w1_init", "w2_init", "seed"),
+    "phases": ("free_steps", "nudge_steps", "symmetric_nudge"),
+    "learning": ("w1_shift", "w2_shift", "b1_shift", "b2_shift", "lr_decay_epochs", "w1_init",
+                 "w2_init", "seed"),
 }
 
 
@@ -284,7 +299,7 @@ def config_to_toml(c: Config) -> str:
         lines.append(f"description = {json.dumps(c.description)}")
     for section, keys in _KNOWN_SECTIONS.items():
         lines.append(f"\n[{section}]")
-        lines += [f"{k} = {getattr(c, k)}" for k in keys]
+        lines += [f"{k} = {json.dumps(getattr(c, k))}" for k in keys]
     return "\n".join(lines) + "\n"
 
 

@@ -48,6 +48,7 @@ def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str
 
     while ck.epoch < epochs:
         order = epoch_order(c, ck.epoch, n)
+        rule = c.at_epoch(ck.epoch)
         bar = tqdm(total=n, initial=ck.position, desc=f"epoch {ck.epoch + 1}/{epochs}",
                    unit="sample", disable=not progress, mininterval=1.0)
         correct = ck.meta.get("epoch_correct", 0)
@@ -56,7 +57,7 @@ def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str
             while ck.position < n:
                 i = order[ck.position]
                 r = train.train_sample(train_set.images[i], int(train_set.labels[i]),
-                                       ck.params, c, ck.streams)
+                                       ck.params, rule, ck.streams)
                 correct += int(r.prediction == train_set.labels[i])
                 ck.position += 1
                 ck.samples_seen += 1

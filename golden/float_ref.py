@@ -55,6 +55,7 @@ class FloatParams:
 
 
 def _relax(v_h, v_y, drive_h, p: FloatParams, c: Config, steps: int, target=None, beta=0.0):
+    """``steps`` Euler steps of the rate dynamics (nudged by beta * (target - R_y) if given)."""
     tau = 2.0 ** -c.leak_shift
     for _ in range(steps):
         r_h, r_y = np.clip(v_h, 0, 1), np.clip(v_y, 0, 1)
@@ -85,6 +86,9 @@ def train_sample(pixels: np.ndarray, label: int, p: FloatParams, c: Config) -> i
     target = np.zeros((1, c.outputs)); target[0, label] = 1.0
     vn_h, vn_y = _relax(v_h, v_y, drive_h, p, c, c.nudge_steps, target, s.beta)
     rn_h, rn_y = np.clip(vn_h, 0, 1)[0], np.clip(vn_y, 0, 1)[0]
+    if c.symmetric_nudge:
+        vm_h, vm_y = _relax(v_h, v_y, drive_h, p, c, c.nudge_steps, target, -s.beta)
+        rf_h, rf_y = np.clip(vm_h, 0, 1)[0], np.clip(vm_y, 0, 1)[0]
     p.w1 += s.lr_w1 * np.outer(x[0], rn_h - rf_h)
     p.w2 += s.lr_w2 * (np.outer(rn_h, rn_y) - np.outer(rf_h, rf_y))
     p.b1 += s.lr_b1 * (rn_h - rf_h)

@@ -11,7 +11,8 @@ neurons update together from the spikes of step ``t-1``; spikes start at 0)::
 
 where ``R_y`` in the nudge is the output rate *before* this step. A sample starts from
 all-zero state; the free phase runs ``free_steps`` steps; the nudged phase continues from the
-free state for ``nudge_steps`` steps. The prediction is the argmax of the output membranes
+free state for ``nudge_steps`` steps. With ``symmetric_nudge`` a second nudged phase with the
+opposite sign (-beta) also starts from the free state. The prediction is the argmax of the output membranes
 ``v_y`` at the end of the free phase (lowest index on ties).
 """
 
@@ -118,12 +119,12 @@ class Trace:
 
 
 def step(st: State, drive_h: np.ndarray, p: Params, c: Config,
-         target: np.ndarray | None = None) -> State:
+         target: np.ndarray | None = None, sign: int = 1) -> State:
     """One synchronous time step of every neuron (see the module docstring)."""
     p_h = drive_h + p.b1 + st.s_y @ p.w2.T
     p_y = st.s_h @ p.w2 + p.b2
     if target is not None:
-        p_y = p_y + neuron.nudge(neuron.rate(st.v_y, c), target, c)
+        p_y = p_y + neuron.nudge(neuron.rate(st.v_y, c), target, c, sign)
     v_h = neuron.membrane_step(st.v_h, p_h, c)
     v_y = neuron.membrane_step(st.v_y, p_y, c)
     phi_h, s_h = neuron.sigma_delta(st.phi_h, neuron.rate(v_h, c), c)
@@ -133,10 +134,10 @@ def step(st: State, drive_h: np.ndarray, p: Params, c: Config,
 
 def run_phase(st: State, drive_h: np.ndarray, p: Params, c: Config, steps: int,
               target: np.ndarray | None = None, trace: Trace | None = None,
-              counts: np.ndarray | None = None) -> State:
+              counts: np.ndarray | None = None, sign: int = 1) -> State:
     """Run ``steps`` time steps; optionally record them and add output spikes to ``counts``."""
     for _ in range(steps):
-        st = step(st, drive_h, p, c, target)
+        st = step(st, drive_h, p, c, target, sign)
         if trace is not None:
             trace.add(st)
         if counts is not None:

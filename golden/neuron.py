@@ -38,10 +38,14 @@ def sigma_delta(phi: np.ndarray, r: np.ndarray, c: Config) -> tuple[np.ndarray, 
     return acc - (spike << c.rate_bits), spike
 
 
-def nudge(r: np.ndarray, target: np.ndarray, c: Config) -> np.ndarray:
-    """EP nudge of an output neuron: ``((target << rate_bits) - R) >> nudge_shift``.
+def nudge(r: np.ndarray, target: np.ndarray, c: Config, sign: int = 1) -> np.ndarray:
+    """EP nudge of an output neuron, toward the target (``sign=1``) or away (``sign=-1``)::
 
-    ``target`` is 1 for the labelled class and 0 elsewhere; this is beta * (target - rate)
-    in drive units with beta = ``2**-beta_shift``.
+        sign = +1:  ((target << rate_bits) - R) >> nudge_shift
+        sign = -1:  (R - (target << rate_bits)) >> nudge_shift
+
+    ``target`` is 1 for the labelled class and 0 elsewhere; this is +-beta * (target - rate)
+    in drive units with beta = ``2**-beta_shift`` (each rounded down).
     """
-    return ((target << c.rate_bits) - r) >> c.nudge_shift
+    q = (target << c.rate_bits) - r
+    return (q if sign > 0 else -q) >> c.nudge_shift

@@ -69,3 +69,11 @@ def test_bad_files_give_one_line_errors(tmp_path):
         load_config("nope")
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_learning_rate_schedule():
+    c = Config(name="x", w1_shift=13, w2_shift=16, lr_decay_epochs=2)
+    assert c.at_epoch(0) is c or c.at_epoch(0) == c
+    assert (c.at_epoch(2).w1_shift, c.at_epoch(2).w2_shift) == (14, 17)
+    assert c.at_epoch(9).w2_shift == 17          # capped at the LFSR width
+    assert Config(name="y").at_epoch(5) == Config(name="y")

@@ -59,3 +59,9 @@ def test_sigma_delta_rate_is_exact(r, steps):
         assert 0 <= phi < C.spike_threshold
     # count = floor(r * steps / 256) exactly, from a zero start
     assert count == (r * steps) >> 8
+
+
+def test_negative_nudge_rounds_its_own_way():
+    # sign -1: (R - (t << 8)) >> 2, not -(((t << 8) - R) >> 2)
+    r, t = np.array([0, 100, 255, 3]), np.array([1, 1, 0, 0])
+    assert list(neuron.nudge(r, t, C, -1)) == [-64, -39, 63, 0]

@@ -223,8 +223,9 @@ def _worst_case(c: Config) -> dict[str, Width]:
     out["input_acc"] = (c.inputs * xmax * wlo, c.inputs * xmax * whi)
     lo, hi = out["input_acc"]
     out["input_drive"] = (lo >> c.input_shift, hi >> c.input_shift)
-    # nudge = (target - R) >> nudge_shift with target in {0, 2**rate_bits}
-    out["nudge"] = ((-c.rate_max) >> c.nudge_shift, (1 << c.rate_bits) >> c.nudge_shift)
+    # nudge = +-((target << rate_bits) - R) >> nudge_shift, target in {0, 1}, R in [0, rate_max]:
+    # the -beta sign reaches -(1 << rate_bits) (target 1, R 0).
+    out["nudge"] = ((-(1 << c.rate_bits)) >> c.nudge_shift, (1 << c.rate_bits) >> c.nudge_shift)
     hid = (out["input_drive"][0] + blo + c.outputs * wlo,
            out["input_drive"][1] + bhi + c.outputs * whi)
     outp = (c.hidden * wlo + blo + out["nudge"][0], c.hidden * whi + bhi + out["nudge"][1])

@@ -77,3 +77,14 @@ def test_learning_rate_schedule():
     assert (c.at_epoch(2).w1_shift, c.at_epoch(2).w2_shift) == (14, 17)
     assert c.at_epoch(9).w2_shift == 17          # capped at the LFSR width
     assert Config(name="y").at_epoch(5) == Config(name="y")
+
+
+@pytest.mark.parametrize("beta_shift", [0, 1, 3])
+def test_nudge_range_covers_both_signs(beta_shift):
+    import numpy as np
+    from eqfpga.golden import neuron
+    c = Config(name="x", beta_shift=beta_shift, weight_frac_bits=8)
+    r = np.arange(c.rate_max + 1)
+    values = [neuron.nudge(r, np.full_like(r, t), c, sign) for t in (0, 1) for sign in (1, -1)]
+    w = c.widths["nudge"]
+    assert min(v.min() for v in values) == w.lo and max(v.max() for v in values) == w.hi

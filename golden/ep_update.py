@@ -12,8 +12,8 @@ end of the free phase (``Rf``) and of the nudged phase (``Rn``). Integer semanti
 with stochastic rounding ``sr(q, s) = (q + (d & (2**s - 1))) >> s`` where ``d`` is the next
 draw of the tensor's LFSR stream (:mod:`eqfpga.golden.lfsr`): unbiased, and exactly 0 when
 ``q`` is 0. Draw order: W1 over the rows ``i`` with ``x[i] != 0`` in increasing ``i`` and,
-within a row, ``j`` increasing (rows with ``x[i] == 0`` are skipped and draw nothing); W2 row
-major (``j`` then ``k``); b1 and b2 in index order. ``1/beta`` is folded into the shifts.
+within a row, ``j`` increasing (rows with ``x[i] == 0`` are skipped and draw nothing); W2
+column by column (``k``, then ``j`` increasing); b1 and b2 in index order. ``1/beta`` is folded into the shifts.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def apply(p: Params, x: np.ndarray, rf_h: np.ndarray, rf_y: np.ndarray,
     dw1 = _sr_stream(x[rows, None] * d_h[None, :], c.w1_shift, streams, "w1")
     wlo, whi = c.weight_range
     p.w1[rows] = np.clip(p.w1[rows] + dw1, wlo, whi)
-    dw2 = _sr_stream(np.outer(rn_h, rn_y) - np.outer(rf_h, rf_y), c.w2_shift, streams, "w2")
+    # W2 draws go column by column (k, then j): hardware keeps W2[gP .. gP+P-1, k] in one word
+    q2 = np.outer(rn_y, rn_h) - np.outer(rf_y, rf_h)          # (outputs, hidden) = q2[k, j]
+    dw2 = _sr_stream(q2, c.w2_shift, streams, "w2").T
     np.clip(p.w2 + dw2, wlo, whi, out=p.w2)
     blo, bhi = c.bias_range
     np.clip(p.b1 + _sr_stream(d_h, c.b1_shift, streams, "b1"), blo, bhi, out=p.b1)

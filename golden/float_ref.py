@@ -87,7 +87,7 @@ def train_sample(pixels: np.ndarray, label: int, p: FloatParams, c: Config) -> i
     vn_h, vn_y = _relax(v_h, v_y, drive_h, p, c, c.nudge_steps, target, s.beta)
     rn_h, rn_y = np.clip(vn_h, 0, 1)[0], np.clip(vn_y, 0, 1)[0]
     if c.symmetric_nudge:
-        vm_h, vm_y = _relax(v_h, v_y, drive_h, p, c, c.nudge_steps, target, -s.beta)
+        vm_h, vm_y = _relax(vn_h, vn_y, drive_h, p, c, c.nudge_steps, target, -s.beta)
         rf_h, rf_y = np.clip(vm_h, 0, 1)[0], np.clip(vm_y, 0, 1)[0]
     p.w1 += s.lr_w1 * np.outer(x[0], rn_h - rf_h)
     p.w2 += s.lr_w2 * (np.outer(rn_h, rn_y) - np.outer(rf_h, rf_y))

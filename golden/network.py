@@ -12,7 +12,7 @@ neurons update together from the spikes of step ``t-1``; spikes start at 0)::
 where ``R_y`` in the nudge is the output rate *before* this step. A sample starts from
 all-zero state; the free phase runs ``free_steps`` steps; the nudged phase continues from the
 free state for ``nudge_steps`` steps. With ``symmetric_nudge`` a second nudged phase with the
-opposite sign (-beta) also starts from the free state. The prediction is the argmax of the output membranes
+opposite sign (-beta) follows, continuing from the end of the first. The prediction is the argmax of the output membranes
 ``v_y`` at the end of the free phase (lowest index on ties).
 """
 

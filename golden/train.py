@@ -1,8 +1,8 @@
 """Per-sample EP training: exactly what the chip does for one labelled sample.
 
 For each sample: reset the neuron state, free phase, nudged phase (output nudged toward the
-one-hot label; with ``symmetric_nudge`` also a phase nudged away from it, both starting from
-the free state, and the update compares those two instead of nudged with free), local update (:mod:`eqfpga.golden.ep_update`). Nothing but the parameters and
+one-hot label; with ``symmetric_nudge`` then a phase nudged away from it, continuing from the
+nudged state, and the update compares those two instead of nudged with free), local update (:mod:`eqfpga.golden.ep_update`). Nothing but the parameters and
 the LFSR stream positions survives from one sample to the next.
 """
 
@@ -38,7 +38,8 @@ def train_sample(pixels: np.ndarray, label: int, p: Params, c: Config,
     plus = network.run_phase(st, drive_h, p, c, c.nudge_steps, target=target)
     rn_h, rn_y = plus.rates(c)
     if c.symmetric_nudge:  # compare +beta with -beta instead of +beta with free
-        minus = network.run_phase(st, drive_h, p, c, c.nudge_steps, target=target, sign=-1)
+        # -beta continues from the +beta state: hardware keeps no copy of the free state
+        minus = network.run_phase(plus, drive_h, p, c, c.nudge_steps, target=target, sign=-1)
         rf_h, rf_y = minus.rates(c)
     ep_update.apply(p, x[0], rf_h[0], rf_y[0], rn_h[0], rn_y[0], c, streams)
     return SampleResult(prediction, int(counts.sum()))

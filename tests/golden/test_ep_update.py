@@ -38,8 +38,8 @@ def _reference_update(p, x, rf_h, rf_y, rn_h, rn_y, c, streams):
         for j in range(c.hidden):
             dw = sr(int(x[i]) * int(rn_h[j] - rf_h[j]), c.w1_shift, draw("w1"))
             p.w1[i, j] = min(max(p.w1[i, j] + dw, wlo), whi)
-    for j in range(c.hidden):
-        for k in range(c.outputs):
+    for k in range(c.outputs):
+        for j in range(c.hidden):
             q = int(rn_h[j]) * int(rn_y[k]) - int(rf_h[j]) * int(rf_y[k])
             p.w2[j, k] = min(max(p.w2[j, k] + sr(q, c.w2_shift, draw("w2")), wlo), whi)
     for j in range(c.hidden):

@@ -123,7 +123,7 @@ def test_random_vectors_against_golden(hw_config, tensor, lanes):
 
 @pytest.mark.parametrize("lanes", [5, 4, 3])
 def test_whole_w2_update_with_lfsr(lanes):
-    """A complete W2 update of a small network: W2 row-major through the unit, draws from the
+    """A complete W2 update of a small network: W2 column by column (golden draw order) through the unit, draws from the
     hardware LFSR stream, a runtime shift from Config.at_epoch; every weight and the final
     stream position must equal golden.ep_update.apply. With 3 lanes the 80 weights end in a
     short word, which consumes only 2 draws (LFSR ``count``)."""
@@ -149,7 +149,7 @@ def test_whole_w2_update_with_lfsr(lanes):
     top.submodules.lfsr = gen
     top.d.comb += [dut.draws.eq(gen.draws), gen.advance.eq(dut.i.valid)]
 
-    jk = [(j, k) for j in range(c.hidden) for k in range(c.outputs)]   # row-major order
+    jk = [(j, k) for k in range(c.outputs) for j in range(c.hidden)]   # golden draw order
     words = [[{"w": int(p.w2[j, k]), "rn_h": int(rn_h[j]), "rf_h": int(rf_h[j]),
                "rn_y": int(rn_y[k]), "rf_y": int(rf_y[k])} for j, k in jk[i:i + lanes]]
              for i in range(0, len(jk), lanes)]
@@ -171,7 +171,7 @@ def test_whole_w2_update_with_lfsr(lanes):
     got = stream_words(dut, words, shifts=[c.w2_shift] * len(words), rng=rng, top=top,
                        setup=setup, per_word=per_word, teardown=teardown)
     got = np.array([v for word, n in zip(got, used) for v in word[:n]], np.int64)
-    got = got.reshape(c.hidden, c.outputs)
+    got = got.reshape(c.outputs, c.hidden).T
     assert np.array_equal(got, want.w2), np.argwhere(got != want.w2)[:5]
     lo, hi = c.weight_range
     assert (got == lo).any() or (got == hi).any()

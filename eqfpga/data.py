@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "Split", "DATASETS", "load", "shipped_dir", "read_idx"]
+__all__ = ["DataError", "Split", "DATASETS", "load", "shipped_dir", "read_idx", "downsample"]
 
 
 class DataError(Exception):
@@ -117,3 +117,15 @@ def load(split: str, dataset: str = "mnist", data_dir: Path | str | None = None)
     if labels.max(initial=0) > 9:
         raise DataError(f"{folder / lbl_name}: label {labels.max()} out of range 0..9")
     return Split(images.reshape(len(images), 784), labels)
+
+
+def downsample(images: np.ndarray, size: int) -> np.ndarray:
+    """28x28 images -> ``size`` x ``size`` by block means (zero-padded to a multiple of
+    ``size``), rounded down; for the small networks the hardware tests use."""
+    images = np.asarray(images).reshape(-1, 28, 28)
+    block = -(-28 // size)
+    pad = block * size - 28
+    padded = np.pad(images.astype(np.int64), ((0, 0), (pad // 2, pad - pad // 2),
+                                             (pad // 2, pad - pad // 2)))
+    blocks = padded.reshape(len(images), size, block, size, block)
+    return (blocks.sum(axis=(2, 4)) // (block * block)).astype(np.uint8).reshape(len(images), -1)

@@ -76,3 +76,17 @@ def stream_seed(seed: int, stream: str) -> int:
 def state_at(position: int) -> int:
     """The 17-bit LFSR state of a stream at ``position`` (what hardware would hold)."""
     return int(draw_table()[position % PERIOD])
+
+
+@lru_cache(maxsize=1)
+def _positions() -> np.ndarray:
+    pos = np.empty(PERIOD + 1, dtype=np.int64)
+    pos[draw_table()] = np.arange(PERIOD)
+    return pos
+
+
+def position_of(state: int) -> int:
+    """Inverse of :func:`state_at`: the stream position whose state is ``state`` (non-zero)."""
+    if not 0 < state <= PERIOD:
+        raise ValueError(f"{state} is not a non-zero {BITS}-bit LFSR state")
+    return int(_positions()[state])

@@ -134,14 +134,18 @@ def step(st: State, drive_h: np.ndarray, p: Params, c: Config,
 
 def run_phase(st: State, drive_h: np.ndarray, p: Params, c: Config, steps: int,
               target: np.ndarray | None = None, trace: Trace | None = None,
-              counts: np.ndarray | None = None, sign: int = 1) -> State:
-    """Run ``steps`` time steps; optionally record them and add output spikes to ``counts``."""
+              counts: np.ndarray | None = None, sign: int = 1,
+              total: np.ndarray | None = None) -> State:
+    """Run ``steps`` time steps; optionally record them, add output spikes per class to
+    ``counts`` (B, outputs) and all spikes, hidden and output, to ``total`` (B,)."""
     for _ in range(steps):
         st = step(st, drive_h, p, c, target, sign)
         if trace is not None:
             trace.add(st)
         if counts is not None:
             counts += st.s_y
+        if total is not None:
+            total += st.s_h.sum(axis=1) + st.s_y.sum(axis=1)
     return st
 
 
@@ -151,6 +155,7 @@ class Inference:
     spike_counts: np.ndarray  # (B, outputs) output spikes over the free phase
     state: State              # state at the end of the free phase
     drive_h: np.ndarray       # (B, hidden) input drive
+    spikes: np.ndarray        # (B,) hidden and output spikes over the free phase
 
 
 def infer(pixels: np.ndarray, p: Params, c: Config, trace: Trace | None = None) -> Inference:
@@ -158,8 +163,10 @@ def infer(pixels: np.ndarray, p: Params, c: Config, trace: Trace | None = None) 
     x = quantize_input(np.atleast_2d(pixels), c)
     drive_h = input_drive(x, p, c)
     counts = np.zeros((len(x), c.outputs), np.int64)
-    st = run_phase(State.zeros(len(x), c), drive_h, p, c, c.free_steps, None, trace, counts)
-    return Inference(np.argmax(st.v_y, axis=1), counts, st, drive_h)
+    total = np.zeros(len(x), np.int64)
+    st = run_phase(State.zeros(len(x), c), drive_h, p, c, c.free_steps, None, trace, counts,
+                   total=total)
+    return Inference(np.argmax(st.v_y, axis=1), counts, st, drive_h, total)
 
 
 def predict(pixels: np.ndarray, p: Params, c: Config, batch: int = 2000) -> tuple[np.ndarray, np.ndarray]:

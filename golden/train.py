@@ -19,30 +19,35 @@ from eqfpga.golden.network import Params, State
 
 @dataclass
 class SampleResult:
-    prediction: int   # free-phase prediction (before the update)
-    spikes: int       # hidden + output spikes over both phases
+    prediction: int          # free-phase prediction (before the update)
+    spike_counts: np.ndarray  # (outputs,) output spikes over the free phase
+    spikes: int              # hidden + output spikes over every phase
 
 
 def train_sample(pixels: np.ndarray, label: int, p: Params, c: Config,
-                 streams: ep_update.Streams) -> SampleResult:
-    """Free phase, nudged phase and update for one 8-bit image; updates ``p`` in place."""
+                 streams: ep_update.Streams, trace: network.Trace | None = None) -> SampleResult:
+    """Free phase, nudged phase(s) and update for one 8-bit image; updates ``p`` in place.
+    ``trace`` records every step of every phase in order."""
     x = network.quantize_input(pixels[None, :], c)
     drive_h = network.input_drive(x, p, c)
     st = State.zeros(1, c)
     counts = np.zeros((1, c.outputs), np.int64)
-    st = network.run_phase(st, drive_h, p, c, c.free_steps, counts=counts)
+    total = np.zeros(1, np.int64)
+    st = network.run_phase(st, drive_h, p, c, c.free_steps, counts=counts, total=total, trace=trace)
     rf_h, rf_y = st.rates(c)
     prediction = int(np.argmax(st.v_y[0]))
     target = np.zeros((1, c.outputs), np.int64)
     target[0, label] = 1
-    plus = network.run_phase(st, drive_h, p, c, c.nudge_steps, target=target)
+    plus = network.run_phase(st, drive_h, p, c, c.nudge_steps, target=target, total=total,
+                             trace=trace)
     rn_h, rn_y = plus.rates(c)
     if c.symmetric_nudge:  # compare +beta with -beta instead of +beta with free
         # -beta continues from the +beta state: hardware keeps no copy of the free state
-        minus = network.run_phase(plus, drive_h, p, c, c.nudge_steps, target=target, sign=-1)
+        minus = network.run_phase(plus, drive_h, p, c, c.nudge_steps, target=target, sign=-1,
+                                  total=total, trace=trace)
         rf_h, rf_y = minus.rates(c)
     ep_update.apply(p, x[0], rf_h[0], rf_y[0], rn_h[0], rn_y[0], c, streams)
-    return SampleResult(prediction, int(counts.sum()))
+    return SampleResult(prediction, counts[0], int(total[0]))
 
 
 def accuracy(pixels: np.ndarray, labels: np.ndarray, p: Params, c: Config) -> float:

@@ -1,0 +1,673 @@
+"""The EP accelerator: the whole golden network in hardware, for inference and training.
+
+Hardware twin of :mod:`eqfpga.golden.network` and :func:`eqfpga.golden.train.train_sample`:
+for the same parameters, image and label it produces the same spikes in every time step, the
+same prediction and output spike counts, and after training the same weights, biases and LFSR
+stream positions, bit for bit.
+
+Organisation (``P`` lanes, ``G = hidden / P`` groups of hidden neurons):
+
+- **W1** (inputs x hidden) in a single-port RAM of ``inputs * G`` words of ``P`` weights; word
+  ``i*G + g`` holds ``W1[i, gP .. gP+P-1]``. On the iCE40 UP5K this is the SPRAM.
+- **W2** (hidden x outputs, stored once) in a RAM of ``outputs * G`` words of ``P`` weights;
+  word ``k*G + g`` holds ``W2[gP .. gP+P-1, k]``. One read gives the feedback of ``P`` hidden
+  neurons from output ``k`` *and*, through an adder tree over the lanes that spiked, output
+  ``k``'s forward sum from those ``P`` neurons.
+- **Image**: the pixel stream is quantised on arrival and only non-zero pixels are kept, as
+  (row address ``i*G``, ``x``) in ascending ``i`` (the order the W1 update draws in).
+- **Hidden neurons**: input drive ``D`` and state (``v``, ``phi``) in RAMs of ``hidden``
+  entries, updated one per cycle by a single pipelined :class:`~eqfpga.hw.neuron.NeuronUnit`
+  lane; rates needed by the update are saved in two ``P``-wide RAMs. Output neurons live in
+  registers and use the same lane after the hidden ones.
+
+One time step: the W2 loop (``G x outputs`` reads) accumulates the feedback of group ``g``
+and hands it over through a double buffer to the hidden pass, which overlaps it; then the
+output pass; then the new spikes replace the old (all neurons see the spikes of the previous
+step, as in the golden model). A training sample runs the free phase, the nudged phase(s) and
+the four update loops, each in the golden draw order (:mod:`eqfpga.golden.ep_update`).
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from eqfpga.config import LFSR_BITS, Config, bits_for
+from eqfpga.golden import lfsr as golden_lfsr
+from eqfpga.golden.ep_update import Streams
+from eqfpga.hw.ep_update import EPUpdateUnit
+from eqfpga.hw.flow import valid_signature
+from eqfpga.hw.lfsr import LFSR
+from eqfpga.hw.neuron import NeuronUnit
+from eqfpga.hw.spram import SinglePortRAM
+
+__all__ = ["Accelerator", "Tensor", "pack_params", "unpack_params"]
+
+
+class Tensor(enum.Enum, shape=3):
+    """What the host port addresses (``port.sel``)."""
+
+    W1 = 0    #: word i*G + g: W1[i, gP .. gP+P-1]
+    W2 = 1    #: word k*G + g: W2[gP .. gP+P-1, k]
+    B1 = 2    #: entry j: b1[j] (lane 0)
+    B2 = 3    #: entry k: b2[k] (lane 0)
+    LFSR = 4  #: entry 0..3: the w1, w2, b1, b2 stream states (lane 0)
+
+
+class Phase(enum.Enum, shape=2):
+    FREE = 0
+    PLUS = 1
+    MINUS = 2
+
+
+def pack_params(params, c: Config, lanes: int) -> dict[str, list]:
+    """Memory images of golden :class:`~eqfpga.golden.network.Params` for ``lanes`` lanes."""
+    G = c.hidden // lanes
+    w1 = [[int(v) for v in params.w1[i, g * lanes:(g + 1) * lanes]]
+          for i in range(c.inputs) for g in range(G)]
+    w2 = [[int(v) for v in params.w2[g * lanes:(g + 1) * lanes, k]]
+          for k in range(c.outputs) for g in range(G)]
+    return {"w1": w1, "w2": w2, "b1": [int(v) for v in params.b1],
+            "b2": [int(v) for v in params.b2]}
+
+
+def unpack_params(words: dict[str, list], c: Config, lanes: int):
+    """Inverse of :func:`pack_params`."""
+    import numpy as np
+
+    from eqfpga.golden.network import Params
+    G = c.hidden // lanes
+    w1 = np.array(words["w1"], np.int64).reshape(c.inputs, G * lanes)
+    w2 = np.array(words["w2"], np.int64).reshape(c.outputs, G * lanes).T.copy()
+    return Params(w1, w2, np.array(words["b1"], np.int64), np.array(words["b2"], np.int64))
+
+
+class Accelerator(wiring.Component):
+    """The spiking EP network of ``config`` with ``lanes`` parallel weight lanes.
+
+    Parameters
+    ----------
+    config : Config
+        The network; ``config.hidden`` must be a multiple of ``lanes``.
+    lanes : int
+        Weights read, multiplied and updated per cycle (``P``).
+    params : Params or None
+        Initial weights and biases (memory initialisation); ``None`` gives zeros, to be
+        loaded through :attr:`port`. Must be ``None`` with ``spram=True``.
+    streams : Streams or None
+        Initial LFSR stream positions (default: the configuration's seeds).
+    spram : bool
+        Put W1 in iCE40 SPRAM (see :class:`~eqfpga.hw.spram.SinglePortRAM`).
+
+    Members
+    -------
+    pixels : ``In(stream.Signature(8))``
+        The image, ``config.inputs`` 8-bit pixels in order, accepted while idle
+        (``ready`` is high) until the image is complete (``image_ready``).
+    image_ready : ``Out(1)``
+        A whole image has been received and not yet used.
+    start : ``In(1)``
+        While idle with ``image_ready``: begin a sample with the ``train`` and ``label``
+        inputs of this cycle (inference if ``train`` is 0).
+    train, label : ``In(1)``, ``In(range(outputs))``
+        Sampled with ``start``.
+    shifts : ``In(StructLayout w1, w2, b1, b2)``
+        Learning shifts in force (reset values: the configuration's), sampled with ``start``.
+    busy : ``Out(1)``
+        A sample is being processed; the host port and ``pixels`` are ignored meanwhile.
+    done : ``Out(1)``
+        High for one cycle when a sample ends; results below then stay until the next ``start``.
+    prediction : ``Out(range(outputs))``
+        Argmax of the output membranes after the free phase (lowest index on ties).
+    spike_counts : ``Out(ArrayLayout(count, outputs))``
+        Output spikes during the free phase.
+    cycles, spikes : ``Out(32)``
+        Cycles from ``start`` to ``done``; spikes (hidden and output, every phase) of the sample.
+    trace : ``Out(valid_signature(StructLayout phase, s_h, s_y))``
+        Valid for one cycle at the end of every time step, with that step's spikes.
+    port : host access to parameters while idle: ``sel`` (:class:`Tensor`), ``addr``,
+        ``wdata``/``we`` (write this cycle), ``re`` (read: ``rdata`` valid with ``rvalid``
+        one cycle later). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
+        ``l*weight_bits ..``); biases and LFSR states use the low bits, sign-extended on read.
+    """
+
+    def __init__(self, *, config: Config, lanes: int, params=None, streams: Streams | None = None,
+                 spram: bool = False):
+        if not isinstance(config, Config):
+            raise TypeError(f"Configuration must be a Config, not {config!r}")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        if config.hidden % lanes:
+            raise ValueError(f"hidden ({config.hidden}) must be a multiple of lanes ({lanes})")
+        if spram and params is not None:
+            raise ValueError("W1 in SPRAM cannot be initialised: load weights through the port")
+        if params is not None:
+            params.check(config)
+        self._c = config
+        self._P = lanes
+        self._G = config.hidden // lanes
+        self._params = params
+        self._streams = streams or Streams.seeded(config)
+        self._spram = spram
+
+        c = config
+        wb = c.weight_bits
+        self.count_shape = unsigned(bits_for(0, c.free_steps)[0])
+        shift = range(LFSR_BITS + 1)
+        shifts = data.StructLayout({"w1": shift, "w2": shift, "b1": shift, "b2": shift})
+        self.word_bits = max(lanes * wb, c.bias_bits, LFSR_BITS)
+        self.addr_depth = max(c.inputs * self._G, c.outputs * self._G, c.hidden, 4)
+        trace = data.StructLayout({"phase": Phase, "s_h": c.hidden, "s_y": c.outputs})
+        super().__init__({
+            "pixels": In(stream.Signature(8)),
+            "image_ready": Out(1),
+            "start": In(1),
+            "train": In(1),
+            "label": In(range(c.outputs)),
+            "shifts": In(shifts, init={"w1": c.w1_shift, "w2": c.w2_shift,
+                                       "b1": c.b1_shift, "b2": c.b2_shift}),
+            "busy": Out(1),
+            "done": Out(1),
+            "prediction": Out(range(c.outputs)),
+            "spike_counts": Out(data.ArrayLayout(self.count_shape, c.outputs)),
+            "cycles": Out(32),
+            "spikes": Out(32),
+            "trace": Out(valid_signature(trace)),
+            "port": In(wiring.Signature({
+                "sel": Out(Tensor), "addr": Out(range(self.addr_depth)),
+                "wdata": Out(self.word_bits), "we": Out(1), "re": Out(1),
+                "rdata": In(self.word_bits), "rvalid": In(1),
+            })),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._c
+
+    @property
+    def lanes(self) -> int:
+        return self._P
+
+    def elaborate(self, platform):
+        c, P, G = self._c, self._P, self._G
+        H, Y, N = c.hidden, c.outputs, c.inputs
+        w = c.widths
+        wshape, bshape = w["weight"].shape, w["bias"].shape
+        drive_s, mem_s, phi_s, rate_s = (w["drive"].shape, w["membrane"].shape,
+                                         w["sigma_delta"].shape, w["rate"].shape)
+        word = data.ArrayLayout(wshape, P)
+        rates = data.ArrayLayout(rate_s, P)
+        m = Module()
+        init = pack_params(self._params, c, P) if self._params is not None else None
+
+        # -- memories ------------------------------------------------------------------------
+        m.submodules.w1 = w1 = SinglePortRAM(
+            width=P * c.weight_bits, depth=N * G, spram=self._spram,
+            init=None if init is None else [word.const(v).as_value().value for v in init["w1"]])
+        w1_rdata = data.View(word, w1.rdata)
+        m.submodules.w2 = w2mem = memory.Memory(shape=word, depth=Y * G,
+                                                init=init["w2"] if init else [])
+        w2_rd, w2_wr = w2mem.read_port(), w2mem.write_port()
+        m.submodules.b1 = b1mem = memory.Memory(shape=bshape, depth=H,
+                                                init=init["b1"] if init else [])
+        b1_rd, b1_wr = b1mem.read_port(), b1mem.write_port()
+        b2 = Array(Signal(bshape, name=f"b2_{k}", init=init["b2"][k] if init else 0)
+                   for k in range(Y))
+        row_bits = bits_for(0, max(0, (N - 1) * G))[0]
+        pix = data.StructLayout({"base": unsigned(row_bits), "x": unsigned(c.input_bits)})
+        m.submodules.image = image = memory.Memory(shape=pix, depth=N, init=[])
+        img_rd, img_wr = image.read_port(), image.write_port()
+        m.submodules.drive = dmem = memory.Memory(shape=drive_s, depth=H, init=[])
+        d_rd, d_wr = dmem.read_port(), dmem.write_port()
+        vp = data.StructLayout({"v": mem_s, "phi": phi_s})
+        m.submodules.state = smem = memory.Memory(shape=vp, depth=H, init=[])
+        s_rd, s_wr = smem.read_port(), smem.write_port()
+        # Rates at the end of the two phases the update compares (see _record below).
+        m.submodules.rate_a = ra_mem = memory.Memory(shape=rates, depth=G, init=[])
+        m.submodules.rate_b = rb_mem = memory.Memory(shape=rates, depth=G, init=[])
+        ra_rd, ra_wr = ra_mem.read_port(), ra_mem.write_port(granularity=1)
+        rb_rd, rb_wr = rb_mem.read_port(), rb_mem.write_port(granularity=1)
+        ra_y = Array(Signal(rate_s, name=f"ra_y{k}") for k in range(Y))
+        rb_y = Array(Signal(rate_s, name=f"rb_y{k}") for k in range(Y))
+
+        # -- arithmetic units ----------------------------------------------------------------
+        m.submodules.neuron = nu = NeuronUnit(config=c, lanes=1, nudge=True)
+        lat = NeuronUnit.latency
+        m.submodules.up_w1 = up_w1 = EPUpdateUnit(config=c, tensor="w1", lanes=P)
+        m.submodules.up_w2 = up_w2 = EPUpdateUnit(config=c, tensor="w2", lanes=P)
+        m.submodules.up_b1 = up_b1 = EPUpdateUnit(config=c, tensor="b1", lanes=1)
+        m.submodules.up_b2 = up_b2 = EPUpdateUnit(config=c, tensor="b2", lanes=1)
+        s0 = self._streams
+        gens = {}
+        for name, unit, lanes in (("w1", up_w1, P), ("w2", up_w2, P), ("b1", up_b1, 1),
+                                  ("b2", up_b2, 1)):
+            gens[name] = gen = LFSR(lanes=lanes, init=golden_lfsr.state_at(getattr(s0, name)))
+            m.submodules[f"lfsr_{name}"] = gen
+            m.d.comb += [unit.draws.eq(gen.draws), gen.advance.eq(unit.i.valid)]
+
+        # -- sample control ------------------------------------------------------------------
+        busy = Signal()
+        training = Signal()
+        label = Signal.like(self.label)
+        shifts = Signal.like(self.shifts)
+        phase = Signal(Phase)
+        step = Signal(range(max(c.free_steps, c.nudge_steps) + 1))
+        cycles = Signal(32)
+        spikes = Signal(32)
+        counts = Array(Signal(self.count_shape, name=f"count{k}") for k in range(Y))
+        m.d.comb += [self.busy.eq(busy), self.cycles.eq(cycles), self.spikes.eq(spikes)]
+        m.d.comb += [self.spike_counts[k].eq(counts[k]) for k in range(Y)]
+        m.d.comb += [up_w1.shift.eq(shifts.w1), up_w2.shift.eq(shifts.w2),
+                     up_b1.shift.eq(shifts.b1), up_b2.shift.eq(shifts.b2)]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.sync += self.done.eq(0)
+
+        # -- image load (idle) ---------------------------------------------------------------
+        n_pix = Signal(range(N + 1))
+        nnz = Signal(range(N + 1))
+        base_in = Signal(row_bits + 1)
+        x_in = Signal(c.input_bits)
+        m.d.comb += [self.image_ready.eq(n_pix == N),
+                     self.pixels.ready.eq(~busy & (n_pix != N)),
+                     x_in.eq(self.pixels.payload >> (8 - c.input_bits)),
+                     img_wr.addr.eq(nnz), img_wr.data.base.eq(base_in), img_wr.data.x.eq(x_in)]
+        with m.If(self.pixels.valid & self.pixels.ready):
+            m.d.sync += [n_pix.eq(n_pix + 1), base_in.eq(base_in + G)]
+            with m.If(x_in != 0):
+                m.d.comb += img_wr.en.eq(1)
+                m.d.sync += nnz.eq(nnz + 1)
+
+        # -- host port (idle) ----------------------------------------------------------------
+        port = self.port
+        sel1 = Signal(Tensor)
+        addr1 = Signal.like(port.addr)
+        m.d.sync += [port.rvalid.eq(port.re & ~busy), sel1.eq(port.sel), addr1.eq(port.addr)]
+        lfsr_states = Array(gens[n].draws[0] for n in ("w1", "w2", "b1", "b2"))
+        with m.Switch(sel1):
+            with m.Case(Tensor.W1):
+                m.d.comb += port.rdata.eq(w1.rdata)
+            with m.Case(Tensor.W2):
+                m.d.comb += port.rdata.eq(w2_rd.data.as_value())
+            with m.Case(Tensor.B1):
+                m.d.comb += port.rdata.eq(b1_rd.data)
+            with m.Case(Tensor.B2):
+                m.d.comb += port.rdata.eq(b2[addr1])
+            with m.Case(Tensor.LFSR):
+                m.d.comb += port.rdata.eq(lfsr_states[addr1[:2]])
+        with m.If(~busy):
+            wr = port.we
+            m.d.comb += [w1.addr.eq(port.addr), w1.wdata.eq(port.wdata),
+                         w1.we.eq(wr & (port.sel == Tensor.W1)),
+                         w2_rd.addr.eq(port.addr), w2_wr.addr.eq(port.addr),
+                         w2_wr.data.eq(port.wdata[:P * c.weight_bits]),
+                         w2_wr.en.eq(wr & (port.sel == Tensor.W2)),
+                         b1_rd.addr.eq(port.addr), b1_wr.addr.eq(port.addr),
+                         b1_wr.data.eq(port.wdata), b1_wr.en.eq(wr & (port.sel == Tensor.B1))]
+            with m.If(wr & (port.sel == Tensor.B2)):
+                m.d.sync += b2[port.addr].eq(port.wdata)
+            for idx, name in enumerate(("w1", "w2", "b1", "b2")):
+                m.d.comb += gens[name].seed.eq(port.wdata[:LFSR_BITS])
+                with m.If(wr & (port.sel == Tensor.LFSR) & (port.addr == idx)):
+                    m.d.comb += gens[name].load.eq(1)
+
+        # -- the time step: W2 loop (A), hidden pass (B), output pass (C) --------------------
+        s_h_prev, s_h_next = Signal(H), Signal(H)
+        s_y_prev, s_y_next = Signal(Y), Signal(Y)
+        v_y = Array(Signal(mem_s, name=f"v_y{k}") for k in range(Y))
+        phi_y = Array(Signal(phi_s, name=f"phi_y{k}") for k in range(Y))
+        fwd = Array(Signal(drive_s, name=f"fwd{k}") for k in range(Y))
+        fb = [Signal(drive_s, name=f"fb{l}") for l in range(P)]
+        fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(2)]
+        step_run = Signal()      # a step is in progress
+        record = Signal(2)       # 0: no, 1: save rates in A, 2: in B (set for a phase's last step)
+
+        # A: issue W2 reads in (g, k) order, then accumulate.
+        a_g, a_k = Signal(range(G + 1)), Signal(range(Y))
+        a_addr = Signal(range(Y * G + G + 1))
+        a_groups = Signal(range(G + 1))     # groups whose feedback is in fbq
+        b_groups = Signal(range(G + 1))     # groups whose feedback B has taken
+        a_v1, a_k1, a_g1, a_last1 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
+        a_issue = Signal()
+        m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_groups + 1))
+        with m.If(busy):
+            m.d.comb += w2_rd.addr.eq(a_addr)
+        m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1)]
+        with m.If(a_issue):
+            with m.If(a_k == Y - 1):
+                m.d.sync += [a_k.eq(0), a_g.eq(a_g + 1), a_addr.eq(a_g + 1)]
+            with m.Else():
+                m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
+        wrow = w2_rd.data
+        spiked = s_h_prev.bit_select(a_g1 * P, P)
+        lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
+        fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
+        for l in range(P):
+            m.d.comb += fb_new[l].eq(Mux(a_k1 == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_k1, 1),
+                                                                    wrow[l], 0))
+        with m.If(a_v1):
+            m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
+            m.d.sync += fwd[a_k1].eq(fwd[a_k1] + lane_sum)
+            with m.If(a_last1):
+                m.d.sync += a_groups.eq(a_groups + 1)
+                with m.If(a_g1[0]):
+                    m.d.sync += [fbq[1][l].eq(fb_new[l]) for l in range(P)]
+                with m.Else():
+                    m.d.sync += [fbq[0][l].eq(fb_new[l]) for l in range(P)]
+
+        # B: hidden neurons one per cycle through the neuron lane, once their group is ready.
+        b_j = Signal(range(H + 1))
+        b_l = Signal(range(P))
+        b_g = Signal(range(G + 1))
+        b_issue = Signal()
+        b_v1, b_j1, b_fb1 = Signal(), Signal.like(b_j), Signal(drive_s)
+        m.d.comb += b_issue.eq(step_run & (b_j < H) & (a_groups > b_g))
+        with m.If(busy):
+            m.d.comb += [d_rd.addr.eq(b_j), s_rd.addr.eq(b_j), b1_rd.addr.eq(b_j)]
+        fbq_sel = Array(Array(fbq[b]) for b in range(2))
+        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l])]
+        with m.If(b_issue):
+            m.d.sync += b_j.eq(b_j + 1)
+            with m.If(b_l == P - 1):
+                m.d.sync += [b_l.eq(0), b_g.eq(b_g + 1), b_groups.eq(b_groups + 1)]
+            with m.Else():
+                m.d.sync += b_l.eq(b_l + 1)
+
+        # C: output neurons, after the hidden pass has issued its last neuron.
+        c_k = Signal(range(Y + 1))
+        c_issue = Signal()
+        c_run = Signal()
+        m.d.comb += c_issue.eq(step_run & c_run & (c_k < Y))
+        with m.If(c_issue):
+            m.d.sync += c_k.eq(c_k + 1)
+
+        # The shared neuron lane: B's hidden neurons, or C's outputs (never in the same cycle).
+        lane_in = nu.i.payload[0]
+        drive_h = Signal(drive_s)
+        m.d.comb += drive_h.eq(d_rd.data + b1_rd.data + b_fb1)
+        with m.If(b_v1):
+            m.d.comb += [nu.i.valid.eq(1), lane_in.drive.eq(drive_h),
+                         lane_in.v.eq(s_rd.data.v), lane_in.phi.eq(s_rd.data.phi)]
+        with m.Elif(c_issue):
+            m.d.comb += [nu.i.valid.eq(1), lane_in.drive.eq(fwd[c_k] + b2[c_k]),
+                         lane_in.v.eq(v_y[c_k]), lane_in.phi.eq(phi_y[c_k]),
+                         lane_in.nudge.eq(phase != Phase.FREE), lane_in.target.eq(c_k == label)]
+        m.d.comb += nu.negate.eq(phase == Phase.MINUS)
+        # Who each result belongs to, delayed by the lane's latency.
+        tag = data.StructLayout({"out": 1, "idx": range(max(H, Y))})
+        tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
+        m.d.comb += [tags[0].out.eq(~b_v1), tags[0].idx.eq(Mux(b_v1, b_j1, c_k))]
+        m.d.sync += [tags[d + 1].eq(tags[d]) for d in range(lat)]
+        res = nu.o.payload[0]
+        res_tag = tags[lat]
+        r_lane = Signal(range(P))
+        r_group = Signal(range(G))
+        m.d.comb += [r_lane.eq(res_tag.idx % P), r_group.eq(res_tag.idx // P)]
+        h_done = Signal(range(H + 1))
+        y_done = Signal(range(Y + 1))
+        with m.If(nu.o.valid & ~res_tag.out):
+            m.d.comb += [s_wr.addr.eq(res_tag.idx), s_wr.en.eq(1),
+                         s_wr.data.v.eq(res.v), s_wr.data.phi.eq(res.phi)]
+            m.d.sync += [s_h_next.bit_select(res_tag.idx, 1).eq(res.spike),
+                         spikes.eq(spikes + res.spike), h_done.eq(h_done + 1)]
+            with m.If(record == 1):
+                m.d.comb += [ra_wr.addr.eq(r_group), ra_wr.en.eq(1 << r_lane)]
+            with m.If(record == 2):
+                m.d.comb += [rb_wr.addr.eq(r_group), rb_wr.en.eq(1 << r_lane)]
+            with m.If(h_done == H - 1):
+                m.d.sync += c_run.eq(1)
+        m.d.comb += [ra_wr.data[l].eq(res.rate) for l in range(P)]
+        m.d.comb += [rb_wr.data[l].eq(res.rate) for l in range(P)]
+        with m.If(nu.o.valid & res_tag.out):
+            k_out = res_tag.idx
+            m.d.sync += [v_y[k_out].eq(res.v), phi_y[k_out].eq(res.phi),
+                         s_y_next.bit_select(k_out, 1).eq(res.spike),
+                         spikes.eq(spikes + res.spike), y_done.eq(y_done + 1)]
+            with m.If(record == 1):
+                m.d.sync += ra_y[k_out].eq(res.rate)
+            with m.If(record == 2):
+                m.d.sync += rb_y[k_out].eq(res.rate)
+            with m.If(phase == Phase.FREE):
+                m.d.sync += counts[k_out].eq(counts[k_out] + res.spike)
+
+        step_end = Signal()
+        m.d.comb += step_end.eq(step_run & (y_done == Y))
+
+        def begin_step():
+            return [step_run.eq(1), a_g.eq(0), a_k.eq(0), a_addr.eq(0), a_groups.eq(0),
+                    b_groups.eq(0), b_j.eq(0), b_l.eq(0), b_g.eq(0), c_k.eq(0), c_run.eq(0),
+                    h_done.eq(0), y_done.eq(0)] + [fwd[k].eq(0) for k in range(Y)]
+
+        m.d.comb += [self.trace.payload.phase.eq(phase), self.trace.payload.s_h.eq(s_h_next),
+                     self.trace.payload.s_y.eq(s_y_next)]
+
+        # Which rates a phase's last step saves: one-sided EP compares (free, nudged),
+        # symmetric EP compares (+beta, -beta); rn/rf below follow the same choice.
+        def record_for(ph):
+            if c.symmetric_nudge:
+                return {Phase.FREE: 0, Phase.PLUS: 1, Phase.MINUS: 2}[ph]
+            return {Phase.FREE: 1, Phase.PLUS: 2, Phase.MINUS: 0}[ph]
+
+        def enter_phase(ph, steps):
+            stmts = [phase.eq(ph), step.eq(0)] + begin_step()
+            rec = record_for(ph)
+            if steps == 1:
+                stmts.append(record.eq(Mux(training, rec, 0)))
+            else:
+                stmts.append(record.eq(0))
+            return stmts
+
+        # Argmax of the output membranes (lowest index on ties), latched after the free phase.
+        best = Signal(range(Y))
+        best_v = v_y[0]
+        best_expr = Const(0, range(Y))
+        for k in range(1, Y):
+            better = v_y[k] > best_v
+            best_expr = Mux(better, k, best_expr)
+            best_v = Mux(better, v_y[k], best_v)
+        m.d.comb += best.eq(best_expr)
+
+        rn_a = c.symmetric_nudge      # symmetric: rn = rates A (+beta), rf = rates B (-beta)
+
+        # -- sequencer -----------------------------------------------------------------------
+        # input drive counters
+        dg = Signal(range(G + 1))
+        dn = Signal(range(N + 1))
+        d_v1, d_v2 = Signal(), Signal()
+        d_x1 = Signal(c.input_bits)
+        acc_s = w["input_acc"].shape
+        acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
+        dl = Signal(range(P + 1))
+        # update counters
+        un, ug = Signal(range(N + 1)), Signal(range(G + 1))
+        u_slot = Signal()
+        row_base, row_x = Signal(row_bits), Signal(c.input_bits)
+        u_v1 = Signal()
+        u_addr = [Signal(range(max(N * G, Y * G, H, 1) + 1), name=f"u_addr{d}") for d in range(4)]
+        u_k = Signal(range(Y + 1))
+        u_k1 = Signal(range(Y))
+        u_j = Signal(range(H + 1))
+        u_lane1 = Signal(range(P))
+        u_drain = Signal(range(4))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start & (n_pix == N)):
+                    m.d.sync += [busy.eq(1), training.eq(self.train), label.eq(self.label),
+                                 shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
+                                 dg.eq(0), dn.eq(0), dl.eq(0), s_h_prev.eq(0), s_y_prev.eq(0)]
+                    m.d.sync += [acc[l].eq(0) for l in range(P)]
+                    m.d.sync += [v_y[k].eq(0) for k in range(Y)] + [phi_y[k].eq(0) for k in range(Y)]
+                    m.d.sync += [counts[k].eq(0) for k in range(Y)]
+                    m.next = "DRIVE"
+
+            with m.State("DRIVE"):
+                # D[j] = (sum over non-zero pixels of x * W1[i, j]) >> input_shift, group by group.
+                issue = Signal()
+                m.d.comb += [issue.eq((dn < nnz) & (dl == 0)), img_rd.addr.eq(dn),
+                             w1.addr.eq(img_rd.data.base + dg)]
+                # the image entry arrives one cycle after its issue, its W1 word one cycle later
+                m.d.sync += [d_v1.eq(issue), d_v2.eq(d_v1), d_x1.eq(img_rd.data.x)]
+                with m.If(issue):
+                    m.d.sync += dn.eq(dn + 1)
+                with m.If(d_v2):
+                    m.d.sync += [acc[l].eq(acc[l] + d_x1 * w1_rdata[l]) for l in range(P)]
+                with m.If((dn == nnz) & ~d_v1 & ~d_v2 & (dl < P)):
+                    # write the group's drives and reset its state, one neuron per cycle
+                    acc_sel = Array(acc)
+                    m.d.comb += [d_wr.addr.eq(dg * P + dl), d_wr.en.eq(1),
+                                 d_wr.data.eq(acc_sel[dl] >> c.input_shift),
+                                 s_wr.addr.eq(dg * P + dl), s_wr.en.eq(1), s_wr.data.eq(0)]
+                    m.d.sync += dl.eq(dl + 1)
+                with m.If(dl == P):
+                    m.d.sync += [dl.eq(0), dn.eq(0), dg.eq(dg + 1)] + [acc[l].eq(0) for l in range(P)]
+                    with m.If(dg == G - 1):
+                        m.d.sync += enter_phase(Phase.FREE, c.free_steps)
+                        m.next = "STEP"
+
+            with m.State("STEP"):
+                with m.If(step_end):
+                    m.d.sync += [s_h_prev.eq(s_h_next), s_y_prev.eq(s_y_next), step_run.eq(0)]
+                    m.d.comb += self.trace.valid.eq(1)
+                    steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
+                    with m.If(step + 1 < steps_now):
+                        m.d.sync += [step.eq(step + 1)] + begin_step()
+                        with m.If(step + 2 == steps_now):
+                            for ph in (Phase.FREE, Phase.PLUS, Phase.MINUS):
+                                with m.If(phase == ph):
+                                    m.d.sync += record.eq(Mux(training, record_for(ph), 0))
+                    with m.Elif(phase == Phase.FREE):
+                        m.d.sync += self.prediction.eq(best)
+                        with m.If(training):
+                            m.d.sync += enter_phase(Phase.PLUS, c.nudge_steps)
+                        with m.Else():
+                            m.next = "FINISH"
+                    with m.Elif((phase == Phase.PLUS) & c.symmetric_nudge):
+                        m.d.sync += enter_phase(Phase.MINUS, c.nudge_steps)
+                    with m.Else():
+                        m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
+                        m.next = "ROW"
+
+            with m.State("ROW"):
+                # W1: rows with x != 0 ascending, words of a row ascending; the single-port RAM
+                # reads in even slots and writes (two cycles after the read) in odd slots.
+                m.d.comb += img_rd.addr.eq(un)
+                m.d.sync += u_drain.eq(u_drain + 1)
+                with m.If(un == nnz):
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0)]
+                    m.next = "UPD_W2"
+                with m.Elif(u_drain == 1):   # image entry of row un has arrived
+                    m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
+                                 ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
+                    m.next = "UPD_W1"
+
+            with m.State("UPD_W1"):
+                m.d.sync += u_slot.eq(~u_slot)
+                m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(3)]
+                read = Signal()
+                m.d.comb += [read.eq(~u_slot & (ug < G)), u_addr[0].eq(row_base + ug)]
+                m.d.comb += [ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
+                with m.If(read):
+                    m.d.comb += w1.addr.eq(u_addr[0])
+                    m.d.sync += ug.eq(ug + 1)
+                m.d.sync += u_v1.eq(read)
+                with m.If(u_v1):
+                    m.d.comb += up_w1.i.valid.eq(1)
+                for l in range(P):
+                    lane = up_w1.i.payload[l]
+                    rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
+                    m.d.comb += [lane.w.eq(w1_rdata[l]), lane.x.eq(row_x),
+                                 lane.rn.eq(rn[l]), lane.rf.eq(rf[l])]
+                with m.If(up_w1.o.valid):
+                    m.d.comb += [w1.addr.eq(u_addr[3]), w1.we.eq(1),
+                                 w1.wdata.eq(up_w1.o.payload.as_value())]
+                with m.If((ug == G) & u_slot & ~u_v1 & ~up_w1.o.valid):
+                    # the row's last write happens in this odd slot at the latest
+                    pass
+                with m.If((ug == G) & ~read & ~u_v1 & ~up_w1.o.valid & ~_pending(m, up_w1)):
+                    m.d.sync += [un.eq(un + 1), u_drain.eq(0)]
+                    m.next = "ROW"
+
+            with m.State("UPD_W2"):
+                # W2: columns k ascending, groups ascending (golden draw order).
+                read = Signal()
+                m.d.comb += [read.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
+                             ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
+                m.d.sync += [u_v1.eq(read), u_k1.eq(u_k), u_addr[1].eq(u_k * G + ug),
+                             u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
+                with m.If(read):
+                    with m.If(ug == G - 1):
+                        m.d.sync += [ug.eq(0), u_k.eq(u_k + 1)]
+                    with m.Else():
+                        m.d.sync += ug.eq(ug + 1)
+                m.d.comb += up_w2.i.valid.eq(u_v1)
+                rn_y, rf_y = (ra_y, rb_y) if rn_a else (rb_y, ra_y)
+                for l in range(P):
+                    lane = up_w2.i.payload[l]
+                    rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
+                    m.d.comb += [lane.w.eq(w2_rd.data[l]), lane.rn_h.eq(rn[l]),
+                                 lane.rf_h.eq(rf[l]), lane.rn_y.eq(rn_y[u_k1]),
+                                 lane.rf_y.eq(rf_y[u_k1])]
+                with m.If(up_w2.o.valid):
+                    m.d.comb += [w2_wr.addr.eq(u_addr[3]), w2_wr.en.eq(1),
+                                 w2_wr.data.eq(up_w2.o.payload)]
+                with m.If(~read):
+                    m.d.sync += u_drain.eq(u_drain + 1)
+                    with m.If(u_drain == 3):
+                        m.d.sync += [u_j.eq(0), u_drain.eq(0)]
+                        m.next = "UPD_B1"
+
+            with m.State("UPD_B1"):
+                read = Signal()
+                m.d.comb += [read.eq(u_j < H), b1_rd.addr.eq(u_j),
+                             ra_rd.addr.eq(u_j // P), rb_rd.addr.eq(u_j // P)]
+                m.d.sync += [u_v1.eq(read), u_lane1.eq(u_j % P), u_addr[1].eq(u_j),
+                             u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
+                with m.If(read):
+                    m.d.sync += u_j.eq(u_j + 1)
+                m.d.comb += up_b1.i.valid.eq(u_v1)
+                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
+                rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
+                lane = up_b1.i.payload[0]
+                m.d.comb += [lane.w.eq(b1_rd.data), lane.rn.eq(rn_arr[u_lane1]),
+                             lane.rf.eq(rf_arr[u_lane1])]
+                with m.If(up_b1.o.valid):
+                    m.d.comb += [b1_wr.addr.eq(u_addr[3]), b1_wr.en.eq(1),
+                                 b1_wr.data.eq(up_b1.o.payload[0])]
+                with m.If(~read):
+                    m.d.sync += u_drain.eq(u_drain + 1)
+                    with m.If(u_drain == 3):
+                        m.d.sync += [u_k.eq(0), u_drain.eq(0)]
+                        m.next = "UPD_B2"
+
+            with m.State("UPD_B2"):
+                read = Signal()
+                m.d.comb += read.eq(u_k < Y)
+                m.d.sync += [u_k1.eq(u_k), u_addr[1].eq(u_k), u_addr[2].eq(u_addr[1])]
+                with m.If(read):
+                    m.d.sync += u_k.eq(u_k + 1)
+                m.d.comb += up_b2.i.valid.eq(read)
+                rn_y, rf_y = (ra_y, rb_y) if rn_a else (rb_y, ra_y)
+                lane = up_b2.i.payload[0]
+                m.d.comb += [lane.w.eq(b2[u_k]), lane.rn.eq(rn_y[u_k]), lane.rf.eq(rf_y[u_k])]
+                with m.If(up_b2.o.valid):
+                    m.d.sync += b2[u_addr[2]].eq(up_b2.o.payload[0])
+                with m.If(~read):
+                    m.d.sync += u_drain.eq(u_drain + 1)
+                    with m.If(u_drain == 2):
+                        m.next = "FINISH"
+
+            with m.State("FINISH"):
+                m.d.sync += [busy.eq(0), self.done.eq(1), n_pix.eq(0), nnz.eq(0), base_in.eq(0),
+                             step_run.eq(0)]
+                m.next = "IDLE"
+        return m
+
+
+def _pending(m, unit):
+    """High while ``unit`` holds an input that has not come out yet."""
+    busy = Signal(name=f"pending_{id(unit) % 10000}")
+    stages = [Signal(name=f"pend{d}_{id(unit) % 10000}") for d in range(unit.latency)]
+    m.d.sync += stages[0].eq(unit.i.valid)
+    m.d.sync += [stages[d + 1].eq(stages[d]) for d in range(unit.latency - 1)]
+    m.d.comb += busy.eq(Cat(*stages).any())
+    return busy

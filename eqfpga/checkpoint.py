@@ -71,6 +71,7 @@ def save(ck: Checkpoint, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(buf.getvalue())
+    os.chmod(tmp, 0o644)   # mkstemp makes it private; a checkpoint is an ordinary file
     os.replace(tmp, path)
     return path
 

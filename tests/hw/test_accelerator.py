@@ -136,3 +136,17 @@ def test_bad_parameters():
         Accelerator(config=c, lanes=5)
     with pytest.raises(ValueError, match="SPRAM"):
         Accelerator(config=c, lanes=4, params=network.init_params(c), spram=True)
+
+
+@pytest.mark.slow
+def test_w1_lands_in_spram_on_the_up5k():
+    """Yosys would silently map W1 to block RAM; count the cells (minutes: run from bench/)."""
+    import importlib.util
+    from pathlib import Path
+    from eqfpga.config import load_config
+    path = Path(__file__).resolve().parents[2] / "bench" / "accelerator_synth.py"
+    spec = importlib.util.spec_from_file_location("accelerator_synth", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cells = mod.synth_cells(load_config("up5k"), 8)
+    assert cells.get("SB_SPRAM256KA") == 4

@@ -80,6 +80,80 @@ def cmd_evaluate(a) -> dict:
             "mean_output_spikes": float(counts.sum(axis=1).mean())}
 
 
+def _checkpoint(a):
+    """The checkpoint of ``a.weights`` (default: shipped), checked against ``a.config`` if given."""
+    from eqfpga import checkpoint
+    from eqfpga.config import load_config
+    config = load_config(a.config) if getattr(a, "config", None) else None
+    return checkpoint.load(a.weights or checkpoint.shipped(), config)
+
+
+def _test_images(c, a):
+    """Test images for configuration ``c`` (downsampled when it takes fewer than 28x28 inputs)."""
+    from eqfpga import data
+    test = data.load("test", a.dataset, a.data)
+    if a.first < 0 or a.first >= len(test):
+        raise UserError(f"--first {a.first} is outside the {len(test)} test images")
+    images, labels = test.images[a.first:], test.labels[a.first:]
+    if a.images is not None:
+        if a.images < 1:
+            raise UserError(f"--images must be at least 1, not {a.images}")
+        images, labels = images[:a.images], labels[:a.images]
+    if images.shape[1] != c.inputs:
+        side = int(round(c.inputs ** 0.5))
+        if side * side != c.inputs:
+            raise UserError(f"configuration {c.name!r} takes {c.inputs} inputs; the test images "
+                            f"have {images.shape[1]} pixels and cannot be resized to that")
+        images = data.downsample(images, side)
+    return images, labels.astype(int)
+
+
+def cmd_verilog(a) -> dict:
+    from eqfpga.hw import verilog
+    ck = _checkpoint(a)
+    params = None if a.no_weights else ck.params
+    path = verilog.generate(ck.config, a.out, params=params, streams=ck.streams, lanes=a.lanes)
+    result = {"config": ck.config.name, "lanes": a.lanes, "verilog": str(path),
+              "weights": "port" if a.no_weights else "memory initialisation"}
+    print(f"{path}: accelerator for {ck.config.name!r} (P={a.lanes}), weights by "
+          f"{result['weights']}; waivers in {path.with_suffix('.vlt')}")
+    verilog.waiver_file(path.with_suffix(".vlt"), path.name)
+    if not a.no_lint:
+        warnings = verilog.lint(path)
+        result["lint_warnings"] = warnings
+        if warnings:
+            for w in warnings[:20]:
+                print(w, file=sys.stderr)
+            raise UserError(f"verilator --lint-only -Wall: {len(warnings)} warning(s) in {path}")
+        print("verilator --lint-only -Wall: clean")
+    return result
+
+
+def cmd_simulate(a) -> dict:
+    from eqfpga.sim import simulate
+    ck = _checkpoint(a)
+    images, labels = _test_images(ck.config, a)
+    if a.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {a.jobs}")
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=len(images), desc=f"simulate ({a.sim})", unit="image", mininterval=1)
+    try:
+        report = simulate.simulate(ck, images, labels, sim=a.sim, lanes=a.lanes, jobs=a.jobs,
+                                   clock_hz=a.clock_mhz * 1e6, vcd=a.vcd, fst=a.fst,
+                                   progress=bar, first_index=a.first)
+    finally:
+        if bar is not None:
+            bar.close()
+    report["checkpoint"] = str(a.weights or "shipped")
+    print(simulate.format_report(report))
+    if report["mismatches"]:
+        _write_json(a.json, report)
+        raise SystemExit(1)
+    return report
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="eqfpga", description=(
         "FPGA generator for spiking neural networks that learn on the chip with "
@@ -111,6 +185,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="only the first N test images")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    import os
+
+    from eqfpga.hw.verilog import DEFAULT_LANES
+
+    def hardware_args(p):
+        _config_arg(p, default=None)
+        p.add_argument("--weights", "-w", type=Path, default=None,
+                       help="checkpoint (default: the shipped trained network)")
+        p.add_argument("--lanes", type=int, default=DEFAULT_LANES,
+                       help="weights per cycle, a divisor of the hidden size (default: %(default)s)")
+
+    p = sub.add_parser("verilog", help="write the accelerator's Verilog and lint it with Verilator")
+    hardware_args(p)
+    p.add_argument("-o", "--out", type=Path, default=Path("build/verilog"), help="output folder")
+    p.add_argument("--no-weights", action="store_true",
+                   help="memories start at zero; load weights through the host port")
+    p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only -Wall")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("simulate", help="run the hardware cycle-accurately on test images, "
+                                        "compared image by image with the golden model")
+    hardware_args(p)
+    _data_args(p)
+    p.add_argument("--images", type=int, default=None, help="only N test images (default: all)")
+    p.add_argument("--first", type=int, default=0, help="index of the first test image")
+    p.add_argument("--sim", choices=["verilator", "amaranth"], default="verilator",
+                   help="simulator (Amaranth's is slow: a few images)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                   help="parallel simulation processes (default: %(default)s)")
+    p.add_argument("--clock-mhz", type=float, default=30.0,
+                   help="clock for the images/s figure (default: %(default)s)")
+    p.add_argument("--vcd", metavar="PATH", help="waveform of the first mismatching (else first) image")
+    p.add_argument("--fst", metavar="PATH", help="the same as FST (Verilator only)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_simulate)
     return ap
 
 
@@ -118,12 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     from eqfpga.checkpoint import CheckpointError
     from eqfpga.config import ConfigError
     from eqfpga.data import DataError
+    from eqfpga.hw.verilog import ToolError
 
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
         _write_json(getattr(args, "json", None), result)
-    except (UserError, ConfigError, DataError, CheckpointError) as e:
+    except (UserError, ConfigError, DataError, CheckpointError, ToolError) as e:
         print(f"eqfpga: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`: not an error

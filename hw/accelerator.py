@@ -583,7 +583,7 @@ class Accelerator(wiring.Component):
                 with m.If((ug == G) & u_slot & ~u_v1 & ~up_w1.o.valid):
                     # the row's last write happens in this odd slot at the latest
                     pass
-                with m.If((ug == G) & ~read & ~u_v1 & ~up_w1.o.valid & ~_pending(m, up_w1)):
+                with m.If((ug == G) & ~read & ~u_v1 & ~up_w1.o.valid & ~_pending(m, up_w1, "up_w1")):
                     m.d.sync += [un.eq(un + 1), u_drain.eq(0)]
                     m.next = "ROW"
 
@@ -663,10 +663,10 @@ class Accelerator(wiring.Component):
         return m
 
 
-def _pending(m, unit):
-    """High while ``unit`` holds an input that has not come out yet."""
-    busy = Signal(name=f"pending_{id(unit) % 10000}")
-    stages = [Signal(name=f"pend{d}_{id(unit) % 10000}") for d in range(unit.latency)]
+def _pending(m, unit, name: str):
+    """High while ``unit`` (called ``name``) holds an input that has not come out yet."""
+    busy = Signal(name=f"{name}_pending")
+    stages = [Signal(name=f"{name}_stage{d}") for d in range(unit.latency)]
     m.d.sync += stages[0].eq(unit.i.valid)
     m.d.sync += [stages[d + 1].eq(stages[d]) for d in range(unit.latency - 1)]
     m.d.comb += busy.eq(Cat(*stages).any())

@@ -1,0 +1,38 @@
+"""cocotb test run inside the Verilator simulation of ``harness.sv`` (one job of a run).
+
+The job is described by the JSON in ``$EQFPGA_JOB`` (see :func:`eqfpga.sim.verilator._job`).
+Python wakes up once per sample, when ``sample_done`` rises, and appends one line to the
+results file: ``index prediction packed_spike_counts cycles spikes``.
+"""
+
+import json
+import os
+import time
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+
+
+@cocotb.test()
+async def run_samples(dut):
+    job = json.loads(os.environ["EQFPGA_JOB"])
+    count = job["count"]
+    dut.count.value = count
+    dut.n_params.value = job["n_params"]
+    dut.train_mode.value = job["train"]
+    for name in ("port_sel", "port_addr", "port_wdata", "port_we", "port_re"):
+        getattr(dut, name).value = 0
+    dut.go.value = 1
+    t0 = time.perf_counter()
+    with open(job["results"], "w") as out:
+        for i in range(count):
+            await RisingEdge(dut.sample_done)
+            await ReadOnly()
+            out.write(f"{int(dut.sample_index.value)} {int(dut.prediction.value)} "
+                      f"{int(dut.spike_counts.value)} {int(dut.cycles.value)} "
+                      f"{int(dut.spikes.value)}\n")
+            out.flush()
+    await RisingEdge(dut.finished)
+    seconds = time.perf_counter() - t0
+    with open(job["summary"], "w") as f:
+        json.dump({"clock_cycles": int(dut.clock_cycles.value), "seconds": seconds}, f)

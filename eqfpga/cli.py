@@ -85,7 +85,12 @@ def _checkpoint(a):
     from eqfpga import checkpoint
     from eqfpga.config import load_config
     config = load_config(a.config) if getattr(a, "config", None) else None
-    return checkpoint.load(a.weights or checkpoint.shipped(), config)
+    ck = checkpoint.load(a.weights or checkpoint.shipped(), config)
+    lanes = getattr(a, "lanes", None)
+    if lanes is not None and (lanes < 1 or ck.config.hidden % lanes):
+        raise UserError(f"--lanes {lanes}: the hidden size {ck.config.hidden} must be a "
+                        f"multiple of lanes")
+    return ck
 
 
 def _test_images(c, a):

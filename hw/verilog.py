@@ -109,12 +109,13 @@ def lint(verilog_file: str | os.PathLike, *, extra: list[str | os.PathLike] = ()
     """``verilator --lint-only -Wall`` on the file(s); returns the warnings (empty if clean)."""
     verilog_file = Path(verilog_file)
     env = tool_env()
-    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top, "--timescale", "1ns/1ns"]
     if waive:
         cmd.append(str(waiver_file(verilog_file.with_suffix(".vlt"), verilog_file.name)))
     cmd += [str(verilog_file), *map(str, extra)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    warnings = [l for l in r.stderr.splitlines() if l.startswith("%")]
+    warnings = [l for l in r.stderr.splitlines()
+                if l.startswith("%") and not l.startswith("%Error: Exiting due to")]
     if r.returncode and not warnings:
         raise ToolError(f"verilator failed: {r.stderr.strip().splitlines()[-1:] or r.returncode}")
     return warnings

@@ -1,4 +1,4 @@
-"""cocotb test run inside the Verilator simulation of ``harness.sv`` (one job of a run).
+"""cocotb test run inside the Verilator simulation of ``eqfpga_harness.sv`` (one job of a run).
 
 The job is described by the JSON in ``$EQFPGA_JOB`` (see :func:`eqfpga.sim.verilator._job`).
 Python wakes up once per sample, when ``sample_done`` rises, and appends one line to the

@@ -16,7 +16,7 @@ import numpy as np
 from eqfpga.sim import verilator
 from eqfpga.sim.verilator import SampleResults
 
-__all__ = ["simulate", "amaranth_run", "format_report"]
+__all__ = ["simulate", "compare", "amaranth_run", "format_report"]
 
 
 def amaranth_run(c, lanes: int, images: np.ndarray, params, *, progress=None,
@@ -79,6 +79,12 @@ def _dump(sim: str, ck, image, lanes, path: Path, fmt: str) -> Path:
     return path
 
 
+def compare(hw: SampleResults, prediction: np.ndarray, spike_counts: np.ndarray):
+    """Indices of the samples whose class, and whose output spike counts, differ from golden."""
+    return (np.flatnonzero(hw.prediction != prediction),
+            np.flatnonzero((hw.spike_counts != spike_counts).any(axis=1)))
+
+
 def simulate(ck, images: np.ndarray, labels: np.ndarray, *, sim: str = "verilator",
              lanes: int = 8, jobs: int = 1, clock_hz: float = 30e6, vcd: str | None = None,
              fst: str | None = None, progress=None, first_index: int = 0) -> dict:
@@ -93,8 +99,7 @@ def simulate(ck, images: np.ndarray, labels: np.ndarray, *, sim: str = "verilato
     hw = _hardware(sim, ck, images, lanes, jobs, progress)
     pred, counts = network.predict(images, ck.params, ck.config)
     wall = time.perf_counter() - t0
-    class_bad = np.flatnonzero(hw.prediction != pred)
-    count_bad = np.flatnonzero((hw.spike_counts != counts).any(axis=1))
+    class_bad, count_bad = compare(hw, pred, counts)
     bad = np.union1d(class_bad, count_bad)
     n = len(images)
     report = {

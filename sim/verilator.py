@@ -4,7 +4,7 @@
 The design is built once per configuration and lane count (weights are loaded at run time
 through the host port, so one build serves every checkpoint) and cached. A run splits its
 samples into ``jobs`` contiguous slices, each simulated by its own process: the harness
-(``harness.sv``) holds the clock, the parameter load and the pixel stream, and Python
+(``eqfpga_harness.sv``) holds the clock, the parameter load and the pixel stream, and Python
 (:mod:`eqfpga.sim.cocotb_harness`) only reads each sample's results when it ends.
 """
 
@@ -30,7 +30,7 @@ from eqfpga.hw.accelerator import Accelerator, Tensor, pack_params
 
 __all__ = ["Build", "SampleResults", "build", "param_words", "run", "cache_dir"]
 
-HARNESS = Path(__file__).resolve().parent / "harness.sv"
+HARNESS = Path(__file__).resolve().parent / "eqfpga_harness.sv"
 HARNESS_TOP = "eqfpga_harness"
 TEST_MODULE = "eqfpga.sim.cocotb_harness"
 #: Samples one simulation process can hold (the training set).

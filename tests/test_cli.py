@@ -70,3 +70,42 @@ def test_fashion_mnist_from_folder(shared_data, tmp_path, small_config):
             str(shared_data / "fashion-mnist"), "--images", "50")
     assert r.returncode == 0, r.stderr
     assert "50 fashion-mnist test images" in r.stdout
+
+
+def test_verilog_writes_linted_design(tmp_path, capsys):
+    assert main(["verilog", "-o", str(tmp_path), "--json", str(tmp_path / "v.json")]) == 0
+    out = capsys.readouterr().out
+    assert "lint-only -Wall: clean" in out
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert doc["lint_warnings"] == [] and (tmp_path / "eqfpga_accelerator.v").exists()
+    assert (tmp_path / "eqfpga_accelerator.vlt").read_text().count("lint_off") >= 1
+
+
+def test_verilog_refuses_weights_of_another_config(tmp_path):
+    r = run("verilog", "--config", "ecp5", "-o", str(tmp_path), "--no-lint")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error" in r.stderr
+
+
+def test_verilog_lanes_must_divide_hidden(tmp_path):
+    r = run("verilog", "--lanes", "7", "-o", str(tmp_path), "--no-lint")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "multiple of lanes" in r.stderr
+
+
+def test_simulate_reports_agreement(tmp_path, capsys):
+    assert main(["simulate", "--images", "6", "--first", "10", "--jobs", "2", "--quiet",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "class 100.00%, spike counts 100.00%" in out and "images/s" in out
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["images"] == 6 and doc["first_index"] == 10 and doc["mismatches"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "0"], "--images must be at least 1"),
+    (["--first", "10000"], "outside the 10000 test images"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--weights", "nowhere.npz"], "nowhere.npz"),
+])
+def test_simulate_bad_arguments_are_one_line_errors(args, message):
+    r = run("simulate", "--quiet", *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr

@@ -55,7 +55,8 @@ module eqfpga_harness #(
     output logic                  port_rvalid
 );
 `ifndef EQFPGA_EXTERNAL_CLOCK
-    logic clk = 1'b0;
+    logic clk;
+    initial clk = 1'b0;
     always #5 clk = ~clk;
 `endif
 
@@ -73,12 +74,13 @@ module eqfpga_harness #(
     end
 
     typedef enum logic [2:0] {IDLE, LOAD, FEED, START, WAIT, FINISHED} state_t;
-    state_t      state = IDLE;
-    logic [31:0] param_i = '0;
-    logic [31:0] pixel_i = '0;
-    logic [31:0] base = '0;
-    logic [63:0] clock_count = '0;
-    logic [31:0] sample_i = '0;
+    state_t      state;
+    logic [31:0] param_i, pixel_i, base, sample_i;
+    logic [63:0] clock_count;
+    initial begin  // power-on state, as the FPGA's registers have it
+        state = IDLE;
+        {param_i, pixel_i, base, sample_i, clock_count} = '0;
+    end
 
     logic                  pixels_ready, image_ready, done;
     logic [ENTRY_BITS-1:0] entry;

@@ -87,11 +87,8 @@ def _geometry(c: Config, lanes: int) -> dict:
             "trace_bits": 2 + c.hidden + c.outputs}
 
 
-def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = None,
-          progress=None) -> Build:
-    """Build (or find in the cache) the Verilator simulation of ``c`` with ``lanes`` lanes."""
-    if waves not in (None, "vcd", "fst"):
-        raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
+def _sources(c: Config, lanes: int, kind: str) -> tuple[Build, dict]:
+    """The build folder (named by a hash of everything that goes into it) and parameters."""
     os.environ.update(verilog.tool_env())
     g = _geometry(c, lanes)
     params = {"INPUTS": c.inputs, "MAX_SAMPLES": MAX_SAMPLES,
@@ -104,19 +101,36 @@ def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = 
     src_dir = cache_dir() / "src"
     text = verilog.generate(c, src_dir / "tmp", lanes=lanes).read_text()
     key = hashlib.sha256("\n".join([text, HARNESS.read_text(), json.dumps(params, sort_keys=True),
-                                    str(waves), json.dumps(verilog.WAIVERS)]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"verilator-{c.name}-p{lanes}{'-' + waves if waves else ''}-{key}"
+                                    kind, json.dumps(verilog.WAIVERS)]).encode()).hexdigest()[:16]
+    out = cache_dir() / f"verilator-{c.name}-p{lanes}-{kind}-{key}"
+    waves = kind if kind in ("vcd", "fst") else None
     result = Build(c, lanes, out, waves, g["word_bits"], g["addr_bits"], g["count_bits"])
+    if not (out / "ok").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        (out / f"{verilog.TOP}.v").write_text(text)
+        verilog.waiver_file(out / "waivers.vlt", f"{verilog.TOP}.v")
+    return result, params
+
+
+def _announce(progress, b: Build, what: str) -> None:
+    (progress or (lambda m: print(m, file=sys.stderr)))(
+        f"building the {what} of {b.config.name!r} (P={b.lanes}) in {b.directory} ...")
+
+
+def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = None,
+          progress=None) -> Build:
+    """Build (or find in the cache) the Verilator simulation of ``c`` with ``lanes`` lanes."""
+    if waves not in (None, "vcd", "fst"):
+        raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
+    result, params = _sources(c, lanes, waves or "cocotb")
+    out = result.directory
     if (out / "ok").exists():
         return result
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    v = out / f"{verilog.TOP}.v"
-    v.write_text(text)
-    vlt = verilog.waiver_file(out / "waivers.vlt", v.name)
+    v, vlt = out / f"{verilog.TOP}.v", out / "waivers.vlt"
     with open(vlt, "a") as f:
         f.write(f'public_flat_rw -module "{HARNESS_TOP}" -var "*"\n')
-    (progress or (lambda m: print(m, file=sys.stderr)))(f"building the Verilator simulation of {c.name!r} (P={lanes}) in {out} ...")
+    _announce(progress, result, "Verilator simulation")
     runner = _runner()
     build_args = ["--timing", "-O3", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast",
                   "-CFLAGS", "-std=c++20 -fcoroutines -O2"]
@@ -127,6 +141,28 @@ def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = 
                  log_file=out / "build.log", always=True)
     (out / "ok").write_text("built\n")
     return result
+
+
+def build_bare_loop(c: Config, lanes: int = verilog.DEFAULT_LANES, *, progress=None) -> Path:
+    """Build (or find) the harness in a bare C++ loop (``bare_loop.cpp``); returns the binary."""
+    b, params = _sources(c, lanes, "bare")
+    exe = b.directory / "bare_loop"
+    if (b.directory / "ok").exists():
+        return exe
+    _announce(progress, b, "bare Verilator C++ loop")
+    import subprocess
+    cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
+           "--x-initial", "fast", "--no-timing", "-DEQFPGA_EXTERNAL_CLOCK", "--timescale", "1ns/1ns",
+           "--top-module", HARNESS_TOP, "-Mdir", str(b.directory), "-o", exe.name,
+           "-CFLAGS", "-std=c++20 -O2", *[f"-G{k}={v}" for k, v in params.items()],
+           str(b.directory / "waivers.vlt"), str(b.directory / f"{verilog.TOP}.v"), str(HARNESS),
+           str(HARNESS.parent / "bare_loop.cpp")]
+    with open(b.directory / "build.log", "w") as log:
+        r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if r.returncode:
+        raise verilog.ToolError(f"the bare C++ loop did not build: see {b.directory / 'build.log'}")
+    (b.directory / "ok").write_text("built\n")
+    return exe
 
 
 def param_words(b: Build, params, streams: Streams | None = None) -> list[int]:

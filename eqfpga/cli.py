@@ -140,6 +140,8 @@ def cmd_simulate(a) -> dict:
     images, labels = _test_images(ck.config, a)
     if a.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {a.jobs}")
+    if a.sim == "amaranth" and a.fst:
+        raise UserError("Amaranth's simulator writes VCD only: use --vcd")
     bar = None
     if not a.quiet:
         from tqdm import tqdm

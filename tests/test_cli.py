@@ -105,6 +105,7 @@ def test_simulate_reports_agreement(tmp_path, capsys):
     (["--first", "10000"], "outside the 10000 test images"),
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--weights", "nowhere.npz"], "nowhere.npz"),
+    (["--sim", "amaranth", "--fst", "x.fst"], "VCD only"),
 ])
 def test_simulate_bad_arguments_are_one_line_errors(args, message):
     r = run("simulate", "--quiet", *args)

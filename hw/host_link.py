@@ -1,0 +1,413 @@
+"""The host link's protocol engine in front of the accelerator.
+
+Hardware twin of :class:`eqfpga.golden.host_link.Device`: for the same received bytes it sends
+the same bytes back (the protocol, the resync rule and the commands are specified there). A
+frame's payload is collected in a buffer and executed only once its CRC has checked, so a
+damaged frame never touches the weights or the image.
+
+Bytes that arrive while a frame executes (``receiving`` low) are dropped and counted; a host
+waits for each reply (or the timeout) before it sends the next frame.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from eqfpga.config import LFSR_BITS
+from eqfpga.golden.host_link import MAX_PAYLOAD, MAX_READ, NAK, SYNC, Cmd, Error, Geometry
+from eqfpga.hw.accelerator import Accelerator
+from eqfpga.hw.flow import valid_signature
+
+__all__ = ["HostLink", "crc16_byte"]
+
+
+def crc16_byte(crc, byte):
+    """CRC-16/CCITT-FALSE of ``crc`` after ``byte`` (unrolled bit loop of the golden crc16)."""
+    crc = crc ^ Cat(Const(0, 8), byte)
+    for _ in range(8):
+        crc = Mux(crc[15], (crc << 1)[:16] ^ 0x1021, (crc << 1)[:16])
+    return crc
+
+
+class HostLink(wiring.Component):
+    """Executes host frames on ``accelerator`` (which becomes a submodule).
+
+    Parameters
+    ----------
+    accelerator : Accelerator
+    timeout : int
+        Clock cycles without a byte after which a partial frame is dropped.
+
+    Members
+    -------
+    rx : ``In(valid_signature(8))``
+        Received bytes.
+    tx : ``Out(stream.Signature(8))``
+        Bytes to send.
+    receiving : ``Out(1)``
+        Bytes are being taken (not executing a frame or sending a reply).
+    prediction : ``Out(range(outputs))``
+        The class of the last classified or trained sample (for LEDs).
+    """
+
+    def __init__(self, accelerator: Accelerator, *, timeout: int):
+        if not isinstance(accelerator, Accelerator):
+            raise TypeError(f"HostLink drives an Accelerator, not {accelerator!r}")
+        c = accelerator.config
+        if c.outputs > 15:
+            raise ValueError("the reply to CLASSIFY holds at most 15 output counts")
+        if c.free_steps > 255:
+            raise ValueError("spike counts are sent as bytes: free_steps must be at most 255")
+        self._acc = accelerator
+        self._geometry = Geometry(c, accelerator.lanes)
+        self._timeout = timeout
+        super().__init__({
+            "rx": In(valid_signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "receiving": Out(1),
+            "prediction": Out(range(c.outputs)),
+        })
+
+    @property
+    def geometry(self) -> Geometry:
+        return self._geometry
+
+    def elaborate(self, platform):
+        m = Module()
+        acc, g = self._acc, self._geometry
+        c = g.config
+        m.submodules.accelerator = acc
+        wb = g.word_bytes
+
+        m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_PAYLOAD, init=[])
+        buf_wr = buf.write_port()
+        buf_rd = buf.read_port(transparent_for=())
+
+        # -- counters and settings -------------------------------------------------------
+        frames, crc_errors, dropped, samples = (Signal(32, name=n) for n in
+                                                ("frames", "crc_errors", "dropped", "samples"))
+        shifts = [Signal(range(LFSR_BITS + 1), name=f"shift_{n}", init=getattr(c, f"{n}_shift"))
+                  for n in ("w1", "w2", "b1", "b2")]
+        m.d.comb += [acc.shifts.w1.eq(shifts[0]), acc.shifts.w2.eq(shifts[1]),
+                     acc.shifts.b1.eq(shifts[2]), acc.shifts.b2.eq(shifts[3])]
+
+        # -- receive -----------------------------------------------------------------------
+        cmd = Signal(8)
+        length = Signal(16)
+        idx = Signal(range(MAX_PAYLOAD + 1))
+        rx_crc = Signal(16)
+        crc_lo = Signal(8)
+        quiet = Signal(range(self._timeout + 1))
+        byte = self.rx.payload
+        got = Signal()
+        m.d.comb += got.eq(self.rx.valid & self.receiving)
+        with m.If(self.rx.valid & ~self.receiving):
+            m.d.sync += dropped.eq(dropped + 1)
+
+        # -- reply -------------------------------------------------------------------------
+        small = Array(Signal(8, name=f"reply{i}") for i in range(16))   # short payloads
+        reply_cmd = Signal(8)
+        reply_len = Signal(16)
+        reply_words = Signal()          # payload: READ words through the port (else `small`)
+        tx_crc = Signal(16)
+        out_i = Signal(16)
+        word = Signal(wb * 8)
+        word_i = Signal(range(wb + 1))
+
+        # -- execution ---------------------------------------------------------------------
+        sel = Signal(8)
+        addr = Signal(16)
+        count = Signal(16)
+        rem = Signal(16)
+        err = Signal(8)
+        depth = Signal(16)
+        with m.If(sel < 5):   # Tensor W1..LFSR; any other sel has no words
+            m.d.comb += depth.eq(Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]])
+        model_hash = Array(Const(b, 8) for b in g.model_hash)
+        info = Array(Const(b, 8) for b in g.info())
+        pixel = Signal(range(c.inputs + 1))
+
+        def read_buffer(i):
+            m.d.comb += buf_rd.addr.eq(i)
+
+        def reply(code, n=0):
+            m.d.sync += [reply_cmd.eq(code), reply_len.eq(n), reply_words.eq(0)]
+            m.next = "H0"
+
+        def nak(e: Error):
+            m.d.sync += small[0].eq(e)
+            reply(NAK, 1)
+
+        def emit(value, nxt, crc=True):
+            m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(1)]
+            with m.If(self.tx.ready):
+                if crc:
+                    m.d.sync += tx_crc.eq(crc16_byte(tx_crc, value))
+                m.next = nxt
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += self.receiving.eq(1)
+                with m.If(got):
+                    with m.If(byte == SYNC):
+                        m.d.sync += [rx_crc.eq(0xFFFF), quiet.eq(0)]
+                        m.next = "CMD"
+                    with m.Else():
+                        m.d.sync += dropped.eq(dropped + 1)
+
+            def receive(state, action):
+                with m.State(state):
+                    m.d.comb += self.receiving.eq(1)
+                    with m.If(got):
+                        m.d.sync += quiet.eq(0)
+                        action()
+                    with m.Elif(quiet == self._timeout):
+                        m.next = "HUNT"
+                    with m.Else():
+                        m.d.sync += quiet.eq(quiet + 1)
+
+            def on_cmd():
+                m.d.sync += [cmd.eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                m.next = "LEN0"
+
+            def on_len0():
+                m.d.sync += [length[:8].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                m.next = "LEN1"
+
+            def on_len1():
+                n = Cat(length[:8], byte)
+                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte)), idx.eq(0)]
+                with m.If(n > MAX_PAYLOAD):
+                    m.next = "HUNT"
+                with m.Elif(n == 0):
+                    m.next = "CRC0"
+                with m.Else():
+                    m.next = "PAYLOAD"
+
+            def on_payload():
+                m.d.comb += [buf_wr.addr.eq(idx), buf_wr.data.eq(byte), buf_wr.en.eq(1)]
+                m.d.sync += [idx.eq(idx + 1), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                with m.If(idx + 1 == length):
+                    m.next = "CRC0"
+
+            def on_crc0():
+                m.d.sync += crc_lo.eq(byte)
+                m.next = "CRC1"
+
+            def on_crc1():
+                with m.If(Cat(crc_lo, byte) == rx_crc):
+                    m.d.sync += [frames.eq(frames + 1), idx.eq(0)]
+                    m.next = "EXEC"
+                with m.Else():
+                    m.d.sync += crc_errors.eq(crc_errors + 1)
+                    m.next = "HUNT"
+
+            for state, action in (("CMD", on_cmd), ("LEN0", on_len0), ("LEN1", on_len1),
+                                  ("PAYLOAD", on_payload), ("CRC0", on_crc0), ("CRC1", on_crc1)):
+                receive(state, action)
+
+            with m.State("EXEC"):
+                n = length
+                with m.Switch(cmd):
+                    with m.Case(Cmd.INFO):
+                        with m.If(n != 0):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [small[i].eq(b) for i, b in enumerate(g.info())]
+                            reply(Cmd.INFO | 0x80, len(g.info()))
+                    with m.Case(Cmd.COUNTERS):
+                        with m.If(n != 0):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            vals = Cat(frames, crc_errors, dropped, samples)
+                            m.d.sync += [small[i].eq(vals[8 * i:8 * i + 8]) for i in range(16)]
+                            reply(Cmd.COUNTERS | 0x80, 16)
+                    with m.Case(Cmd.SHIFTS):
+                        with m.If(n != 4):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += idx.eq(0)
+                            read_buffer(0)
+                            m.next = "SHIFTS"
+                    with m.Case(Cmd.WRITE):
+                        with m.If((n < 11 + wb)):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [idx.eq(0), rem.eq(n - 11), count.eq(0)]
+                            read_buffer(0)
+                            m.next = "HASH"
+                    with m.Case(Cmd.READ):
+                        with m.If(n != 4):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += idx.eq(0)
+                            read_buffer(0)
+                            m.next = "READ_ARGS"
+                    with m.Case(Cmd.CLASSIFY, Cmd.TRAIN):
+                        training = cmd == Cmd.TRAIN
+                        with m.If(n != c.inputs + training):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            read_buffer(0)
+                            m.d.sync += [idx.eq(training), pixel.eq(0)]
+                            m.next = "LABEL"
+                    with m.Default():
+                        nak(Error.UNKNOWN_COMMAND)
+
+            # SHIFTS: four bytes, each at most LFSR_BITS, all or nothing.
+            with m.State("SHIFTS"):
+                read_buffer(idx + 1)
+                m.d.sync += [idx.eq(idx + 1), small[idx[:2]].eq(buf_rd.data)]
+                with m.If(buf_rd.data > LFSR_BITS):
+                    nak(Error.BAD_SHIFT)
+                with m.Elif(idx == 3):
+                    m.next = "SHIFTS_SET"
+            with m.State("SHIFTS_SET"):
+                m.d.sync += [shifts[i].eq(small[i]) for i in range(4)]
+                reply(Cmd.SHIFTS | 0x80)
+
+            # WRITE: model hash, then sel and addr, then the word count by repeated
+            # subtraction (no divider), then the words.
+            with m.State("HASH"):
+                read_buffer(idx + 1)
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(buf_rd.data != model_hash[idx[:3]]):
+                    nak(Error.WRONG_MODEL)
+                with m.Elif(idx == 7):
+                    m.next = "W_SEL"
+            with m.State("W_SEL"):
+                read_buffer(idx + 1)
+                m.d.sync += [sel.eq(buf_rd.data), idx.eq(idx + 1)]
+                m.next = "W_ADDR0"
+            with m.State("W_ADDR0"):
+                read_buffer(idx + 1)
+                m.d.sync += [addr[:8].eq(buf_rd.data), idx.eq(idx + 1)]
+                m.next = "W_ADDR1"
+            with m.State("W_ADDR1"):
+                m.d.sync += addr[8:].eq(buf_rd.data)
+                m.next = "W_COUNT"
+            with m.State("W_COUNT"):
+                with m.If(rem >= wb):
+                    m.d.sync += [rem.eq(rem - wb), count.eq(count + 1)]
+                with m.Elif(rem != 0):
+                    nak(Error.BAD_LENGTH)
+                with m.Elif(addr + count > depth):
+                    nak(Error.BAD_ADDRESS)
+                with m.Else():
+                    read_buffer(11)
+                    m.d.sync += [idx.eq(11), word_i.eq(0)]
+                    m.next = "W_BYTES"
+            with m.State("W_BYTES"):
+                read_buffer(idx + 1)
+                m.d.sync += [idx.eq(idx + 1), word_i.eq(word_i + 1),
+                             word.eq(Cat(word[8:], buf_rd.data))]
+                with m.If(word_i == wb - 1):
+                    m.next = "W_PORT"
+            with m.State("W_PORT"):
+                read_buffer(idx)
+                m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.we.eq(1),
+                             acc.port.wdata.eq(word)]
+                m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), word_i.eq(0)]
+                with m.If(count == 1):
+                    reply(Cmd.WRITE | 0x80)
+                with m.Else():
+                    m.next = "W_BYTES"
+
+            # READ: sel, addr, n; then the reply streams words read through the port.
+            with m.State("READ_ARGS"):
+                read_buffer(idx + 1)
+                m.d.sync += idx.eq(idx + 1)
+                with m.Switch(idx):
+                    with m.Case(0):
+                        m.d.sync += sel.eq(buf_rd.data)
+                    with m.Case(1):
+                        m.d.sync += addr[:8].eq(buf_rd.data)
+                    with m.Case(2):
+                        m.d.sync += addr[8:].eq(buf_rd.data)
+                    with m.Case(3):
+                        m.d.sync += count.eq(buf_rd.data)
+                        m.next = "READ_CHECK"
+            with m.State("READ_CHECK"):
+                with m.If((count == 0) | (count > MAX_READ)):
+                    nak(Error.BAD_LENGTH)
+                with m.Elif(addr + count > depth):
+                    nak(Error.BAD_ADDRESS)
+                with m.Else():
+                    m.d.sync += [reply_cmd.eq(Cmd.READ | 0x80), reply_len.eq(count * wb),
+                                 reply_words.eq(1)]
+                    m.next = "H0"
+
+            # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
+            with m.State("LABEL"):
+                read_buffer(idx)
+                with m.If(cmd == Cmd.TRAIN):
+                    with m.If(buf_rd.data >= c.outputs):
+                        nak(Error.BAD_LABEL)
+                    with m.Else():
+                        m.d.sync += small[15].eq(buf_rd.data)
+                        m.next = "PIXELS"
+                with m.Else():
+                    m.next = "PIXELS"
+            with m.State("PIXELS"):
+                # buf_rd holds byte idx (read issued last cycle); offer it until taken.
+                read_buffer(idx)
+                m.d.comb += [acc.pixels.payload.eq(buf_rd.data), acc.pixels.valid.eq(1)]
+                with m.If(acc.pixels.ready):
+                    read_buffer(idx + 1)
+                    m.d.sync += [idx.eq(idx + 1), pixel.eq(pixel + 1)]
+                    with m.If(pixel == c.inputs - 1):
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += [acc.start.eq(1), acc.train.eq(cmd == Cmd.TRAIN),
+                             acc.label.eq(small[15])]
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(acc.done):
+                    m.d.sync += [samples.eq(samples + 1), small[0].eq(acc.prediction),
+                                 self.prediction.eq(acc.prediction)]
+                    m.d.sync += [small[1 + k].eq(acc.spike_counts[k]) for k in range(c.outputs)]
+                    reply(cmd | 0x80, 1 + c.outputs)
+
+            # The reply: header, payload, CRC.
+            with m.State("H0"):
+                m.d.sync += [tx_crc.eq(0xFFFF), out_i.eq(0), word_i.eq(0)]
+                emit(SYNC, "H1", crc=False)
+            with m.State("H1"):
+                emit(reply_cmd, "H2")
+            with m.State("H2"):
+                emit(reply_len[:8], "H3")
+            with m.State("H3"):
+                with m.If(reply_len == 0):
+                    emit(reply_len[8:], "C0")
+                with m.Elif(reply_words):
+                    emit(reply_len[8:], "P_READ")
+                with m.Else():
+                    emit(reply_len[8:], "P_SMALL")
+            with m.State("P_SMALL"):
+                m.d.comb += [self.tx.payload.eq(small[out_i[:4]]), self.tx.valid.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += [tx_crc.eq(crc16_byte(tx_crc, small[out_i[:4]])),
+                                 out_i.eq(out_i + 1)]
+                    with m.If(out_i + 1 == reply_len):
+                        m.next = "C0"
+            with m.State("P_READ"):
+                m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.re.eq(1)]
+                m.next = "P_WAIT"
+            with m.State("P_WAIT"):
+                with m.If(acc.port.rvalid):
+                    m.d.sync += [word.eq(acc.port.rdata), word_i.eq(0), addr.eq(addr + 1)]
+                    m.next = "P_WORD"
+            with m.State("P_WORD"):
+                m.d.comb += [self.tx.payload.eq(word[:8]), self.tx.valid.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += [tx_crc.eq(crc16_byte(tx_crc, word[:8])), word.eq(word >> 8),
+                                 word_i.eq(word_i + 1), out_i.eq(out_i + 1)]
+                    with m.If(out_i + 1 == reply_len):
+                        m.next = "C0"
+                    with m.Elif(word_i == wb - 1):
+                        m.next = "P_READ"
+            with m.State("C0"):
+                emit(tx_crc[:8], "C1", crc=False)
+            with m.State("C1"):
+                emit(tx_crc[8:], "HUNT", crc=False)
+        return m

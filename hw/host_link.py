@@ -14,6 +14,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from eqfpga.config import LFSR_BITS
+from eqfpga.golden.host_link import crc16 as golden_crc16
 from eqfpga.golden.host_link import MAX_PAYLOAD, MAX_READ, NAK, SYNC, Cmd, Error, Geometry
 from eqfpga.hw.accelerator import Accelerator
 from eqfpga.hw.flow import valid_signature
@@ -22,11 +23,21 @@ __all__ = ["HostLink", "crc16_byte"]
 
 
 def crc16_byte(crc, byte):
-    """CRC-16/CCITT-FALSE of ``crc`` after ``byte`` (unrolled bit loop of the golden crc16)."""
-    crc = crc ^ Cat(Const(0, 8), byte)
-    for _ in range(8):
-        crc = Mux(crc[15], (crc << 1)[:16] ^ 0x1021, (crc << 1)[:16])
-    return crc
+    """The CRC-16 register ``crc`` after ``byte``, as a flat XOR network.
+
+    The golden bitwise update is linear over GF(2) in ``crc ^ (byte << 8)``; its columns are
+    derived here from :func:`eqfpga.golden.host_link.crc16`, the only definition of the CRC.
+    """
+    v = crc ^ Cat(Const(0, 8), byte)
+    columns = [golden_crc16(b"\x00", 1 << i) for i in range(16)]
+    bits = []
+    for j in range(16):
+        taps = [v[i] for i in range(16) if (columns[i] >> j) & 1]
+        bit = taps[0]
+        for t in taps[1:]:
+            bit = bit ^ t
+        bits.append(bit)
+    return Cat(*bits)
 
 
 class HostLink(wiring.Component):

@@ -107,14 +107,15 @@ class UARTTransmitter(wiring.Component):
         timer = Signal(range(d))
         bits = Signal(10)
         count = Signal(range(11))
-        m.d.comb += self.data.ready.eq(count == 0)
-        with m.If(count == 0):
-            with m.If(self.data.valid):
-                m.d.sync += [bits.eq(Cat(0, self.data.payload, 1)), count.eq(10), timer.eq(d - 1),
-                             self.tx.eq(0)]
-        with m.Else():
+        # The next byte is taken in the last cycle of the stop bit: bytes go back to back.
+        last = (count == 0) | ((count == 1) & (timer == 0))
+        m.d.comb += self.data.ready.eq(last)
+        with m.If(count != 0):
             m.d.sync += timer.eq(timer - 1)
             with m.If(timer == 0):
                 m.d.sync += [timer.eq(d - 1), count.eq(count - 1), bits.eq(bits >> 1),
                              self.tx.eq(Mux(count == 1, 1, bits[1]))]   # after the stop bit: idle
+        with m.If(last & self.data.valid):
+            m.d.sync += [bits.eq(Cat(0, self.data.payload, 1)), count.eq(10), timer.eq(d - 1),
+                         self.tx.eq(0)]
         return m

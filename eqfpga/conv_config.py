@@ -1,0 +1,393 @@
+"""Configuration of the convolutional spiking EP network (issue 7), same rules as :mod:`eqfpga.config`.
+
+A :class:`ConvConfig` is frozen and validated when it is made: the geometry must tile (every
+valid convolution's output divisible by the pooling window), and every integer quantity's
+worst-case range is computed from the formats; a configuration whose declared widths
+(``acc_bits``, ``drive_bits``, ``membrane_bits``, ``update_bits``) cannot hold it is refused
+with a :class:`~eqfpga.config.ConfigError` naming the quantity and the range.
+
+Network (``L = len(conv_channels) + len(fc_hidden) + 1`` weight layers, one neuron layer after
+each)::
+
+    x (input_channels, image_size, image_size)
+    -> conv k x k (valid) -> pool p x p -> neurons s_1 (conv_channels[0], ...)
+    -> conv k x k (valid) -> pool p x p -> neurons s_2 ...
+    -> flatten -> fully connected -> neurons (fc_hidden[0]) ... -> fully connected -> outputs
+
+Number formats (all integers), as in :mod:`eqfpga.config`:
+
+- input ``x``: ``input_bits`` unsigned, ``x = pixel >> (8 - input_bits)``.
+- weights ``W_l``: ``weight_bits`` signed; a rate of 1.0 through ``w`` adds ``w`` drive units,
+  ``2**weight_frac_bits`` drive units are 1.0. Biases: ``bias_bits`` signed, drive units.
+- conv accumulator (a pooling window's sum of convolution outputs, before its shift): ``acc_bits``.
+- drive ``P``: ``drive_bits`` signed. Membrane ``v``: ``membrane_bits`` signed.
+- rate ``R = clip(v >> rate_shift, 0, 2**rate_bits - 1)``; spikes are 0/1.
+- EP update accumulator ``q`` of one weight (sum over positions and the batch of rate
+  products, +beta minus -beta): ``update_bits`` signed.
+
+The neuron fields (``membrane_frac_bits``, ``leak_shift``, ``rate_bits``, ``rate_shift``,
+``rate_max``, ``spike_threshold``, ``nudge_shift``) have the meaning and names of
+:class:`eqfpga.config.Config`, so :mod:`eqfpga.golden.neuron` serves both networks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+
+from eqfpga.config import LFSR_BITS, ConfigError, Width, bits_for
+
+__all__ = ["ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
+           "shipped_conv_configs", "FLOAT64_EXACT_BITS"]
+
+#: Integer sums are computed through float64 BLAS; exact while every partial sum stays
+#: below 2**53 (checked on creation).
+FLOAT64_EXACT_BITS = 53
+
+_TUPLES = ("conv_channels", "fc_hidden", "w_shifts", "b_shifts", "w_init")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Geometry of weight layer ``index`` (0-based) and the neuron layer it feeds."""
+
+    index: int
+    kind: str                      # "conv" or "fc"
+    in_shape: tuple[int, ...]      # (C, H, W) or (N,)
+    out_shape: tuple[int, ...]     # neuron layer shape after pooling: (C, H, W) or (N,)
+    weight_shape: tuple[int, ...]  # (O, C, k, k) or (N_in, N_out)
+    conv_shape: tuple[int, ...] = ()  # (O, H, W) before pooling (conv only)
+    fan_in: int = 0                # inputs summed into one convolution output / FC neuron
+    fan_back: int = 0              # most weights one input position receives feedback through
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """Geometry, fixed-point formats, phases and learning rule of the convolutional network."""
+
+    name: str
+    # network
+    image_size: int = 28
+    input_channels: int = 1
+    conv_channels: tuple = (16, 32)
+    kernel: int = 5
+    pool: int = 2
+    pooling: str = "avg"            # "avg" (the EP-correct choice) or "max" (to show the mismatch)
+    fc_hidden: tuple = (128,)
+    outputs: int = 10
+    # fixed point
+    input_bits: int = 8
+    weight_bits: int = 12
+    weight_frac_bits: int = 9
+    bias_bits: int = 14
+    rate_bits: int = 8
+    membrane_frac_bits: int = 2
+    leak_shift: int = 2
+    input_shift: int = 8
+    beta_shift: int = 1
+    acc_bits: int = 28
+    drive_bits: int = 24
+    membrane_bits: int = 26
+    update_bits: int = 32
+    # phases
+    free_steps: int = 40
+    nudge_steps: int = 12
+    symmetric_nudge: bool = True
+    # learning: one shift per weight layer (larger shift = smaller rate)
+    w_shifts: tuple = (16, 16, 15, 14)
+    b_shifts: tuple = (12, 12, 10, 10)
+    w_init: tuple = (100, 26, 22, 44)
+    batch_size: int = 16
+    lr_decay_epochs: int = 0
+    seed: int = 1
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        for name in _TUPLES:   # TOML gives lists; a frozen config keeps tuples
+            v = getattr(self, name)
+            if isinstance(v, list):
+                object.__setattr__(self, name, tuple(v))
+        self._validate()
+
+    # -- neuron formats (same names as eqfpga.config.Config) ------------------------------
+    @property
+    def one(self) -> int:
+        return 1 << self.weight_frac_bits
+
+    @property
+    def rate_max(self) -> int:
+        return (1 << self.rate_bits) - 1
+
+    @property
+    def spike_threshold(self) -> int:
+        return 1 << self.rate_bits
+
+    @property
+    def rate_shift(self) -> int:
+        return self.membrane_frac_bits + self.weight_frac_bits - self.rate_bits
+
+    @property
+    def nudge_shift(self) -> int:
+        return self.beta_shift + self.rate_bits - self.weight_frac_bits
+
+    @property
+    def pool_shift(self) -> int:
+        """log2 of the pooling window (``pool * pool`` positions): average = sum >> pool_shift."""
+        return 2 * (self.pool.bit_length() - 1)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def bias_range(self) -> tuple[int, int]:
+        return -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
+
+    @property
+    def n_conv(self) -> int:
+        return len(self.conv_channels)
+
+    @property
+    def n_layers(self) -> int:
+        """Weight layers (= neuron layers; the last is the output)."""
+        return len(self.conv_channels) + len(self.fc_hidden) + 1
+
+    @property
+    def layers(self) -> list[Layer]:
+        return _geometry(self)
+
+    @property
+    def widths(self) -> dict[str, Width]:
+        return _worst_case(self)
+
+    @property
+    def beta(self) -> float:
+        return 2.0 ** -self.beta_shift
+
+    def at_epoch(self, epoch: int) -> "ConvConfig":
+        """Learning shifts in force during ``epoch``: +1 every ``lr_decay_epochs`` epochs."""
+        if not self.lr_decay_epochs:
+            return self
+        d = epoch // self.lr_decay_epochs
+        return replace(self, w_shifts=tuple(min(LFSR_BITS, s + d) for s in self.w_shifts),
+                       b_shifts=tuple(min(LFSR_BITS, s + d) for s in self.b_shifts))
+
+    # -- identity -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+    @property
+    def model_hash(self) -> str:
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    # -- validation -----------------------------------------------------------------------
+    def _validate(self):
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(f"conv config {self.name!r}: {msg}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int":
+                need(isinstance(v, int) and not isinstance(v, bool),
+                     f"{f.name} must be an integer, got {v!r}")
+            if f.name in _TUPLES:
+                need(isinstance(v, tuple) and all(isinstance(e, int) and not isinstance(e, bool)
+                                                  for e in v),
+                     f"{f.name} must be a list of integers, got {v!r}")
+        need(isinstance(self.symmetric_nudge, bool), "symmetric_nudge must be true or false")
+        need(self.pooling in ("avg", "max"), f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        for name in ("image_size", "input_channels", "kernel", "pool", "outputs", "input_bits",
+                     "weight_bits", "bias_bits", "rate_bits", "acc_bits", "drive_bits",
+                     "membrane_bits", "update_bits", "free_steps", "nudge_steps", "batch_size"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
+                     "beta_shift", "lr_decay_epochs", "seed"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(len(self.conv_channels) >= 1, "conv_channels needs at least one convolution")
+        need(all(c >= 1 for c in self.conv_channels + self.fc_hidden),
+             "every layer needs at least one channel / neuron")
+        need(self.pool & (self.pool - 1) == 0, f"pool must be a power of two, got {self.pool}")
+        need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
+        need(self.input_bits <= 8, f"input_bits must be <= 8, got {self.input_bits}")
+        need(self.weight_bits >= 2, "weight_bits must be >= 2")
+        need(self.bias_bits >= self.weight_bits, "bias_bits must be >= weight_bits")
+        need(self.rate_shift >= 0, "membrane_frac_bits + weight_frac_bits must be >= rate_bits")
+        need(self.nudge_shift >= 0, "beta_shift + rate_bits - weight_frac_bits must be >= 0")
+        need(self.leak_shift <= self.membrane_frac_bits,
+             f"leak_shift ({self.leak_shift}) must be <= membrane_frac_bits ({self.membrane_frac_bits})")
+        L = self.n_layers
+        for name in ("w_shifts", "b_shifts", "w_init"):
+            need(len(getattr(self, name)) == L,
+                 f"{name} needs one entry per weight layer ({L}), got {len(getattr(self, name))}")
+        for name in ("w_shifts", "b_shifts"):
+            for s in getattr(self, name):
+                need(0 <= s <= LFSR_BITS,
+                     f"{name} entry {s} must be in [0, {LFSR_BITS}] (the LFSR gives {LFSR_BITS} random bits)")
+        whi = self.weight_range[1]
+        need(all(0 <= w <= whi for w in self.w_init),
+             f"w_init {self.w_init} must lie in [0, {whi}] (the {self.weight_bits}-bit weight maximum)")
+        _geometry(self, need)
+        widths = _worst_case(self)
+        for name in ("acc", "drive", "membrane", "update"):
+            w, declared = widths[name], getattr(self, f"{name}_bits")
+            need(w.bits <= declared,
+                 f"{name}_bits = {declared} cannot hold the worst-case {name} range "
+                 f"[{w.lo}, {w.hi}] (needs {w.bits} bits)")
+        need(widths["update"].bits <= FLOAT64_EXACT_BITS and widths["acc"].bits <= FLOAT64_EXACT_BITS,
+             "integer sums would exceed float64's exact range (2**53)")
+
+
+def _geometry(c: ConvConfig, need=None) -> list[Layer]:
+    def check(cond, msg):
+        if need is not None:
+            need(cond, msg)
+        elif not cond:
+            raise ConfigError(msg)
+
+    k, p = c.kernel, c.pool
+    shape = (c.input_channels, c.image_size, c.image_size)
+    layers: list[Layer] = []
+    for i, ch in enumerate(c.conv_channels):
+        cin, h, _ = shape
+        ho = h - k + 1
+        check(ho >= 1, f"conv layer {i + 1}: {h}x{h} input is smaller than the {k}x{k} kernel")
+        check(ho % p == 0, f"conv layer {i + 1}: output {ho}x{ho} is not divisible by pool {p}")
+        out = (ch, ho // p, ho // p)
+        layers.append(Layer(i, "conv", shape, out, (ch, cin, k, k), (ch, ho, ho),
+                            fan_in=cin * k * k, fan_back=ch * k * k))
+        shape = out
+    n_in = shape[0] * shape[1] * shape[2]
+    sizes = list(c.fc_hidden) + [c.outputs]
+    for j, n in enumerate(sizes):
+        layers.append(Layer(c.n_conv + j, "fc", shape if j == 0 else (n_in,), (n,), (n_in, n),
+                            fan_in=n_in, fan_back=n))
+        n_in, shape = n, (n,)
+    return layers
+
+
+def _worst_case(c: ConvConfig) -> dict[str, Width]:
+    """Worst-case range of every integer quantity, from formats and geometry alone."""
+    wlo, whi = c.weight_range
+    blo, bhi = c.bias_range
+    xmax = (1 << c.input_bits) - 1
+    R = c.rate_max
+    win = c.pool * c.pool
+    layers = _geometry(c)
+    out: dict[str, tuple[int, int]] = {"input": (0, xmax), "weight": (wlo, whi), "bias": (blo, bhi)}
+    out["nudge"] = ((-(1 << c.rate_bits)) >> c.nudge_shift, (1 << c.rate_bits) >> c.nudge_shift)
+    acc_lo = acc_hi = 0
+    drive_lo = drive_hi = 0
+    upd = 0
+    for i, ly in enumerate(layers):
+        # feed-forward term: inputs are x (layer 0, then >> input_shift) or 0/1 spikes
+        amax = xmax if i == 0 else 1
+        if ly.kind == "conv":
+            lo, hi = win * ly.fan_in * amax * wlo, win * ly.fan_in * amax * whi
+            acc_lo, acc_hi = min(acc_lo, lo), max(acc_hi, hi)
+            sh = (c.input_shift if i == 0 else 0) + (c.pool_shift if c.pooling == "avg" else 0)
+            ff = (lo >> sh, -((-hi) >> sh))
+            positions = ly.conv_shape[1] * ly.conv_shape[2]
+        else:
+            sh = c.input_shift if i == 0 else 0
+            ff = ((ly.fan_in * amax * wlo) >> sh, -((-(ly.fan_in * amax * whi)) >> sh))
+            positions = 1
+        # feedback term from the next layer (transposed weights), none for the output layer
+        if i + 1 < len(layers):
+            nxt = layers[i + 1]
+            if nxt.kind == "conv":
+                fl, fh = nxt.fan_back * wlo, nxt.fan_back * whi
+                if c.pooling == "avg":
+                    fl, fh = fl >> c.pool_shift, -((-fh) >> c.pool_shift)
+            else:
+                fl, fh = nxt.fan_back * wlo, nxt.fan_back * whi
+        else:
+            fl, fh = out["nudge"]
+        lo, hi = ff[0] + fl + blo, ff[1] + fh + bhi
+        out[f"drive_{i + 1}"] = (lo, hi)
+        drive_lo, drive_hi = min(drive_lo, lo), max(drive_hi, hi)
+        # EP update accumulator: sum over positions and batch of (pre-synaptic x or rate) *
+        # (post-synaptic rate, upsampled); +beta term minus -beta term
+        a = xmax if i == 0 else R
+        m = positions * c.batch_size * a * R
+        out[f"update_{i + 1}"] = (-m, m)
+        upd = max(upd, m)
+    out["acc"] = (acc_lo, acc_hi)
+    out["drive"] = (drive_lo, drive_hi)
+    out["membrane"] = (drive_lo << c.membrane_frac_bits, drive_hi << c.membrane_frac_bits)
+    out["rate"] = (0, R)
+    out["sigma_delta"] = (0, R)
+    out["update"] = (-upd, upd)
+    result = {}
+    for name, (lo, hi) in out.items():
+        bits, sgn = bits_for(lo, hi)
+        result[name] = Width(bits, sgn, lo, hi)
+    return result
+
+
+_KNOWN_SECTIONS = {
+    "network": ("image_size", "input_channels", "conv_channels", "kernel", "pool", "pooling",
+                "fc_hidden", "outputs"),
+    "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
+                    "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift", "acc_bits",
+                    "drive_bits", "membrane_bits", "update_bits"),
+    "phases": ("free_steps", "nudge_steps", "symmetric_nudge"),
+    "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "seed"),
+}
+
+
+def shipped_conv_configs() -> dict[str, Path]:
+    """Names and paths of the shipped convolutional configurations (``configs/conv_*.toml``)."""
+    folder = Path(str(resources.files("eqfpga.configs")))
+    return {p.stem: p for p in sorted(folder.glob("conv_*.toml"))}
+
+
+def load_conv_config(name_or_path: str | Path) -> ConvConfig:
+    """Load by shipped name (``conv_mnist``) or TOML path. Raises ConfigError."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        shipped = shipped_conv_configs()
+        if str(name_or_path) not in shipped:
+            raise ConfigError(f"unknown conv configuration {str(name_or_path)!r} "
+                              f"(shipped: {', '.join(shipped)}; or give a .toml path)")
+        path = shipped[str(name_or_path)]
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    kwargs = {"name": doc.pop("name", path.stem), "description": doc.pop("description", "")}
+    for section, table in doc.items():
+        if section not in _KNOWN_SECTIONS or not isinstance(table, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(_KNOWN_SECTIONS)})")
+        for key, value in table.items():
+            if key not in _KNOWN_SECTIONS[section]:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
+            kwargs[key] = value
+    return ConvConfig(**kwargs)
+
+
+def conv_config_to_toml(c: ConvConfig) -> str:
+    lines = [f"name = {json.dumps(c.name)}"]
+    if c.description:
+        lines.append(f"description = {json.dumps(c.description)}")
+    d = c.to_dict()
+    for section, keys in _KNOWN_SECTIONS.items():
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {json.dumps(d[k])}" for k in keys]
+    return "\n".join(lines) + "\n"
+
+
+def conv_config_from_dict(d: dict) -> ConvConfig:
+    known = {f.name for f in fields(ConvConfig)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown conv configuration keys {sorted(unknown)}")
+    return ConvConfig(**d)

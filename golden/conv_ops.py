@@ -1,0 +1,110 @@
+"""Array operations of the convolutional network, shared by the float reference and the integer model.
+
+Layout ``NCHW``: maps are ``(B, C, H, W)``, convolution weights ``(O, C, k, k)``. Every
+function works on float arrays; on integer arrays (``int64``) it is exact: the products are
+summed through float64 BLAS and rounded back (:func:`_exact`), which is exact because every
+partial sum stays below 2**53 (:class:`eqfpga.conv_config.ConvConfig` checks the bound).
+
+Definitions (``k`` kernel size, valid convolution, stride 1)::
+
+    conv(a, W)[b, o, y, x]       = sum_{c,i,j} a[b, c, y+i, x+j] * W[o, c, i, j]
+    conv_t(g, W)[b, c, Y, X]     = sum_{o,i,j} g[b, o, Y-i, X-j] * W[o, c, i, j]   (adjoint of conv)
+    weight_grad(a, g)[o, c, i, j] = sum_{b,y,x} a[b, c, y+i, x+j] * g[b, o, y, x]
+    pool_sum(a)[b, c, y, x]      = sum_{dy,dx < p} a[b, c, p*y+dy, p*x+dx]
+    upsample(a)[b, c, Y, X]      = a[b, c, Y // p, X // p]                          (adjoint of pool_sum)
+    max_pool(a)                  = (max over each window, index of the first maximum in
+                                    raster order dy*p + dx)
+    unpool(a, idx)[.., p*y+dy, p*x+dx] = a[.., y, x] if dy*p + dx == idx[.., y, x] else 0
+
+so ``<conv(a, W), g> == <a, conv_t(g, W)>`` and ``<pool_sum(a), g> == <a, upsample(g)>``
+exactly; ``unpool(., idx)`` is the adjoint of selecting the entries ``idx`` names. A
+line-buffer RTL computes ``conv`` by streaming ``a`` row by row through ``k - 1`` line
+buffers; ``conv_t`` is the same engine on the zero-padded map with the kernel flipped
+and ``O``/``C`` swapped (:func:`flip`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def _exact(a: np.ndarray, b: np.ndarray, integer: bool) -> np.ndarray:
+    if integer:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
+
+
+def _is_int(*arrays) -> bool:
+    return all(np.issubdtype(np.asarray(a).dtype, np.integer) for a in arrays)
+
+
+def im2col(a: np.ndarray, k: int) -> np.ndarray:
+    """``(B, C, H, W)`` -> ``(B*Ho*Wo, C*k*k)`` patches, rows in (b, y, x) order, columns in
+    (c, i, j) order (the order of ``W.reshape(O, -1)``)."""
+    B, C, H, W = a.shape
+    win = sliding_window_view(a, (k, k), axis=(2, 3))          # (B, C, Ho, Wo, k, k)
+    Ho, Wo = H - k + 1, W - k + 1
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(B * Ho * Wo, C * k * k)
+
+
+def conv(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Valid convolution (cross-correlation), stride 1: ``(B,C,H,W) x (O,C,k,k) -> (B,O,Ho,Wo)``."""
+    B, C, H, W = a.shape
+    O, _, k, _ = w.shape
+    Ho, Wo = H - k + 1, W - k + 1
+    cols = im2col(a, k)
+    out = _exact(cols, w.reshape(O, -1).T, _is_int(a, w))       # (B*Ho*Wo, O)
+    return out.reshape(B, Ho, Wo, O).transpose(0, 3, 1, 2)
+
+
+def flip(w: np.ndarray) -> np.ndarray:
+    """The kernel of the transposed convolution: channels swapped, rotated by 180 degrees."""
+    return w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+
+
+def conv_t(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Transposed convolution, the exact adjoint of :func:`conv`: ``(B,O,Ho,Wo) -> (B,C,Ho+k-1,Wo+k-1)``."""
+    k = w.shape[2]
+    gp = np.pad(g, ((0, 0), (0, 0), (k - 1, k - 1), (k - 1, k - 1)))
+    return conv(gp, np.ascontiguousarray(flip(w)))
+
+
+def weight_grad(a: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
+    """``d<conv(a, W), g>/dW``: ``(B,C,H,W), (B,O,Ho,Wo) -> (O,C,k,k)``, summed over the batch."""
+    B, C = a.shape[:2]
+    O = g.shape[1]
+    cols = im2col(a, k)                                         # (B*Ho*Wo, C*k*k)
+    gm = g.transpose(0, 2, 3, 1).reshape(-1, O)                 # (B*Ho*Wo, O)
+    return _exact(gm.T, cols, _is_int(a, g)).reshape(O, C, k, k)
+
+
+def pool_sum(a: np.ndarray, p: int) -> np.ndarray:
+    B, C, H, W = a.shape
+    return a.reshape(B, C, H // p, p, W // p, p).sum(axis=(3, 5))
+
+
+def upsample(a: np.ndarray, p: int) -> np.ndarray:
+    """Nearest-neighbour upsampling by ``p`` (the adjoint of :func:`pool_sum`)."""
+    return np.repeat(np.repeat(a, p, axis=2), p, axis=3)
+
+
+def _windows(a: np.ndarray, p: int) -> np.ndarray:
+    B, C, H, W = a.shape
+    return a.reshape(B, C, H // p, p, W // p, p).transpose(0, 1, 2, 4, 3, 5).reshape(
+        B, C, H // p, W // p, p * p)
+
+
+def max_pool(a: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window maxima and the raster index ``dy*p + dx`` of the first maximum of each window."""
+    win = _windows(a, p)
+    idx = np.argmax(win, axis=-1)
+    return np.take_along_axis(win, idx[..., None], -1)[..., 0], idx
+
+
+def unpool(a: np.ndarray, idx: np.ndarray, p: int) -> np.ndarray:
+    """Put each ``a[.., y, x]`` at the window position ``idx`` names, zeros elsewhere."""
+    B, C, Hp, Wp = a.shape
+    onehot = (np.arange(p * p) == idx[..., None])               # (B, C, Hp, Wp, p*p)
+    win = onehot * a[..., None]
+    return win.reshape(B, C, Hp, Wp, p, p).transpose(0, 1, 2, 4, 3, 5).reshape(B, C, Hp * p, Wp * p)

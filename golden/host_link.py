@@ -56,7 +56,7 @@ from eqfpga.config import LFSR_BITS, Config
 from eqfpga.golden import ep_update, lfsr, network, train
 
 __all__ = ["SYNC", "NAK", "MAX_PAYLOAD", "MAX_READ", "PROTOCOL_VERSION", "Cmd", "Error", "crc16",
-           "frame", "Geometry", "Device", "FrameReader"]
+           "frame", "Geometry", "Device", "FrameReader", "param_entries", "write_payloads"]
 
 SYNC = 0xA5
 NAK = 0x7F
@@ -311,6 +311,40 @@ class Device:
         if sel in (2, 3):
             return int((p.b1 if sel == 2 else p.b2)[addr]) & mask
         return lfsr.state_at(self.streams.as_list()[addr])
+
+
+def param_entries(g: Geometry, params, streams: ep_update.Streams | None = None) -> list[tuple[int, int, int]]:
+    """``(sel, addr, word)`` for every word of ``params`` (and the LFSR ``streams``), as the
+    host port stores them: W1 word ``i*G + g`` holds ``W1[i, gP .. gP+P-1]`` (lane 0 lowest),
+    W2 word ``k*G + g`` holds ``W2[gP .. gP+P-1, k]``, biases one per word."""
+    c, P, G, wb = g.config, g.lanes, g.groups, g.config.weight_bits
+    lane_mask, mask = (1 << wb) - 1, (1 << g.word_bits) - 1
+
+    def word(values):
+        return sum((int(v) & lane_mask) << (l * wb) for l, v in enumerate(values))
+
+    out = [(0, i * G + k, word(params.w1[i, k * P:(k + 1) * P])) for i in range(c.inputs) for k in range(G)]
+    out += [(1, o * G + k, word(params.w2[k * P:(k + 1) * P, o])) for o in range(c.outputs) for k in range(G)]
+    out += [(2, j, int(v) & mask) for j, v in enumerate(params.b1)]
+    out += [(3, k, int(v) & mask) for k, v in enumerate(params.b2)]
+    if streams is not None:
+        out += [(4, i, lfsr.state_at(pos)) for i, pos in enumerate(streams.as_list())]
+    return out
+
+
+def write_payloads(g: Geometry, entries, words_per_frame: int = 64) -> list[bytes]:
+    """WRITE payloads for ``(sel, addr, word)`` entries (runs of consecutive addresses)."""
+    payloads, i = [], 0
+    while i < len(entries):
+        sel, addr, _ = entries[i]
+        j = i
+        while (j < len(entries) and j - i < words_per_frame and entries[j][0] == sel
+               and entries[j][1] == addr + (j - i)):
+            j += 1
+        words = b"".join(w.to_bytes(g.word_bytes, "little") for _, _, w in entries[i:j])
+        payloads.append(g.model_hash + bytes([sel]) + addr.to_bytes(2, "little") + words)
+        i = j
+    return payloads
 
 
 class FrameReader:

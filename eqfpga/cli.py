@@ -161,6 +161,104 @@ def cmd_simulate(a) -> dict:
     return report
 
 
+def cmd_build(a) -> dict:
+    from eqfpga.boards import build, targets
+    board = targets.get_board(a.board)
+    cycles = None if a.no_cycles else build.measured_cycles(board)
+    out = a.out or Path("build/boards") / board.name
+    try:
+        report = build.build(board, out, cycles=cycles)
+    except targets.BoardError:
+        path = Path(out) / "build_report.json"
+        if path.exists():
+            print(build.format_report(json.loads(path.read_text())))
+            _write_json(a.json, json.loads(path.read_text()))
+        raise
+    print(build.format_report(report))
+    return report
+
+
+def cmd_flash(a) -> dict:
+    from eqfpga.boards import flash, targets
+    board = targets.get_board(a.board)
+    cmd = flash.flash(board, a.build_dir or Path("build/boards") / board.name)
+    print(f"programmed {board.name}: {' '.join(cmd)}")
+    return {"board": board.name, "command": cmd}
+
+
+def cmd_virtual_board(a) -> dict:
+    from eqfpga.boards import targets, virtual
+    board = targets.get_board(a.board)
+    proc, pty = virtual.start(board)
+    if a.pty_file:
+        Path(a.pty_file).write_text(pty + "\n")
+    print(f"virtual {board.name} on {pty} (eqfpga run --port {pty}); Ctrl-C stops it", flush=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+    return {"board": board.name, "pty": pty}
+
+
+def cmd_run(a) -> dict:
+    import time
+
+    import numpy as np
+
+    from eqfpga.boards.host import Host, HostError, open_port
+    from eqfpga.golden import network
+    ck = _checkpoint(a)
+    c = ck.config
+    images, labels = _test_images(c, a)
+    host = Host(open_port(a.port, a.baud), timeout=a.timeout)
+    try:
+        info = host.identify()
+        host.check(c)
+        progress = _bar(not a.quiet)
+        if not a.no_load:
+            from eqfpga.golden.host_link import Geometry, param_entries, write_payloads
+            n = len(write_payloads(Geometry(c, info.lanes), param_entries(Geometry(c, info.lanes), ck.params)))
+            with progress(total=n, desc="load weights", unit="frame") as bar:
+                host.load(c, ck.params, progress=bar)
+        pred, counts = np.zeros(len(images), np.int64), np.zeros((len(images), c.outputs), np.int64)
+        t0 = time.perf_counter()
+        with progress(total=len(images), desc="classify", unit="image") as bar:
+            for i, img in enumerate(images):
+                pred[i], counts[i] = host.classify(img, c.outputs)
+                bar.update(1)
+        seconds = time.perf_counter() - t0
+    except HostError as e:
+        raise UserError(str(e)) from None
+    want, want_counts = network.predict(images, ck.params, c)
+    bad = [int(a.first + i) for i in np.flatnonzero((pred != want) | (counts != want_counts).any(axis=1))]
+    report = {"port": a.port, "config": c.name, "lanes": info.lanes, "images": len(images),
+              "accuracy": float(np.mean(pred == labels)), "golden_accuracy": float(np.mean(want == labels)),
+              "agreement": 1 - len(bad) / len(images), "mismatches": bad,
+              "images_per_second": len(images) / seconds}
+    print(f"{len(images)} images on {a.port} ({c.name}, P={info.lanes}): accuracy "
+          f"{report['accuracy']:.2%} (golden {report['golden_accuracy']:.2%}), agreement with golden "
+          f"{report['agreement']:.2%}{'' if not bad else ' MISMATCH on image(s) ' + ', '.join(map(str, bad[:20]))}"
+          f", {report['images_per_second']:.1f} images/s over the link")
+    if bad:
+        _write_json(a.json, report)
+        raise SystemExit(1)
+    return report
+
+
+def _bar(enabled: bool):
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
+
+    class Quiet:
+        def update(self, n=1):
+            pass
+
+    def make(**kw):
+        return tqdm(mininterval=1, **kw) if enabled else nullcontext(Quiet())
+    return make
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="eqfpga", description=(
         "FPGA generator for spiking neural networks that learn on the chip with "
@@ -230,6 +328,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_simulate)
+
+    from eqfpga.boards.targets import BOARDS
+    boards = ", ".join(sorted(BOARDS))
+
+    p = sub.add_parser("build", help="bitstream for a board (YoWASP Yosys + nextpnr) and its report")
+    p.add_argument("--board", "-b", required=True, help=f"one of: {boards}")
+    p.add_argument("-o", "--out", type=Path, default=None, help="build folder (default: build/boards/BOARD)")
+    p.add_argument("--no-cycles", action="store_true",
+                   help="skip the simulation that turns Fmax into inferences/s")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("flash", help="program a board with its built bitstream")
+    p.add_argument("--board", "-b", required=True, help=f"one of: {boards}")
+    p.add_argument("--build-dir", type=Path, default=None, help="default: build/boards/BOARD")
+    p.add_argument("--json", metavar="PATH", help="also write what was run as JSON")
+    p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("virtual-board", help="a board top in Verilator behind a pseudo-terminal")
+    p.add_argument("--board", "-b", default="icebreaker", help=f"one of: {boards}")
+    p.add_argument("--pty-file", type=Path, default=None, help="also write the terminal's path here")
+    p.set_defaults(func=cmd_virtual_board)
+
+    p = sub.add_parser("run", help="classify test images on a board (or the virtual board) over "
+                                   "its UART, compared with the golden model")
+    p.add_argument("--port", "-p", required=True, help="serial port, e.g. /dev/ttyUSB1 or /dev/pts/3")
+    p.add_argument("--baud", type=int, default=115_200)
+    p.add_argument("--weights", "-w", type=Path, default=None,
+                   help="checkpoint (default: the shipped trained network)")
+    _data_args(p)
+    p.add_argument("--images", type=int, default=100, help="test images (default: %(default)s)")
+    p.add_argument("--first", type=int, default=0, help="index of the first test image")
+    p.add_argument("--no-load", action="store_true", help="the weights are already on the device")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_run)
     return ap
 
 
@@ -237,13 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     from eqfpga.checkpoint import CheckpointError
     from eqfpga.config import ConfigError
     from eqfpga.data import DataError
+    from eqfpga.boards.targets import BoardError
     from eqfpga.hw.verilog import ToolError
 
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
         _write_json(getattr(args, "json", None), result)
-    except (UserError, ConfigError, DataError, CheckpointError, ToolError) as e:
+    except (UserError, ConfigError, DataError, CheckpointError, ToolError, BoardError) as e:
         print(f"eqfpga: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`: not an error

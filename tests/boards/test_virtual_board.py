@@ -1,0 +1,45 @@
+"""The icebreaker board top (UART included) in Verilator behind a pseudo-terminal, driven by
+`eqfpga run` exactly as a board would be."""
+
+import os
+
+import numpy as np
+import pytest
+
+from eqfpga import checkpoint, data
+from eqfpga.boards import targets, virtual
+from eqfpga.boards.host import Host, open_port
+from eqfpga.cli import main
+from eqfpga.golden import network
+
+
+@pytest.fixture(scope="module")
+def board():
+    proc, pty = virtual.start(targets.get_board("icebreaker"))
+    yield pty
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_run_classifies_like_golden(board, capsys):
+    assert main(["run", "--port", board, "--images", "3", "--first", "20", "--quiet"]) == 0
+    assert "agreement with golden 100.00%" in capsys.readouterr().out
+
+
+def test_garbage_then_run_without_reloading(board, capsys):
+    fd = os.open(board, os.O_RDWR | os.O_NOCTTY)
+    os.write(fd, bytes(np.random.default_rng(3).integers(0, 256, 3000, dtype=np.uint8)))
+    os.close(fd)
+    assert main(["run", "--port", board, "--images", "2", "--no-load", "--quiet"]) == 0
+    assert "agreement with golden 100.00%" in capsys.readouterr().out
+
+
+def test_weights_read_back(board):
+    ck = checkpoint.load(checkpoint.shipped())
+    host = Host(open_port(board), timeout=5)
+    back_b2 = host.request(3, bytes([3, 0, 0, 10]))  # READ b2
+    words = [int.from_bytes(back_b2[8 * i:8 * i + 8], "little") for i in range(10)]
+    b2 = [w - (1 << 64) if w >> 63 else w for w in words]
+    assert b2 == [int(v) for v in ck.params.b2]
+    counters = host.counters()
+    assert counters["samples"] >= 5 and counters["dropped_bytes"] > 0

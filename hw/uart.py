@@ -14,12 +14,17 @@ from eqfpga.hw.flow import valid_signature
 __all__ = ["UARTReceiver", "UARTTransmitter"]
 
 
-def _check_divisor(divisor):
-    if not isinstance(divisor, int) or divisor < 4:
-        raise ValueError(f"UART divisor must be an integer of at least 4 cycles per bit, not {divisor!r}")
+class _UARTComponent(wiring.Component):
+    """A UART side: its bit time, ``divisor`` clock cycles."""
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"UART divisor must be an integer of at least 4 cycles per bit, not {divisor!r}")
+        self._divisor = divisor
+        super().__init__()
 
 
-class UARTReceiver(wiring.Component):
+class UARTReceiver(_UARTComponent):
     """Receives bytes from the ``rx`` line.
 
     Members
@@ -35,11 +40,6 @@ class UARTReceiver(wiring.Component):
     rx: In(1, init=1)
     data: Out(valid_signature(8))
     error: Out(1)
-
-    def __init__(self, divisor: int):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -82,7 +82,7 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_UARTComponent):
     """Sends the bytes of ``data`` on the ``tx`` line, back to back.
 
     Members
@@ -95,11 +95,6 @@ class UARTTransmitter(wiring.Component):
 
     data: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()

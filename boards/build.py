@@ -50,8 +50,8 @@ def toolchain_env() -> dict[str, str]:
     return env
 
 
-def design(board: Board, clock_hz: float) -> BoardTop:
-    c = load_config(board.config)
+def design(board: Board, clock_hz: float, config=None) -> BoardTop:
+    c = config or load_config(board.config)
     if c.hidden % board.lanes:
         raise BoardError(f"board {board.name!r}: {board.lanes} lanes do not divide hidden={c.hidden}")
     divisor = round(clock_hz / board.baud)
@@ -76,11 +76,17 @@ def measured_cycles(board: Board, inference_images: int = 20, training_images: i
     return {"inference": float(inf.cycles.mean()), "training": float(tr.cycles.mean())}
 
 
+def _log_utilisation(out: Path, name: str) -> dict:
+    """nextpnr's "Device utilisation" lines, for a build that ended before its report."""
+    log = out / f"{name}.tim"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {cell: {"used": int(u), "available": int(a)}
+            for cell, u, a in re.findall(r"(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", text)}
+
+
 def _report(board: Board, out: Path, name: str) -> dict:
     path = out / "report.json"
-    if not path.exists():
-        return {}
-    rep = json.loads(path.read_text())
+    rep = json.loads(path.read_text()) if path.exists() else {"utilization": _log_utilisation(out, name)}
     used = {}
     for cell, res in _CELLS[board.family].items():
         u = rep.get("utilization", {}).get(cell)
@@ -94,14 +100,15 @@ def _report(board: Board, out: Path, name: str) -> dict:
 
 
 def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = None,
-          progress=None) -> dict:
-    """Build ``board`` into ``out_dir``; returns the report (see :func:`format_report`)."""
+          progress=None, config=None) -> dict:
+    """Build ``board`` into ``out_dir``; returns the report (see :func:`format_report`).
+    ``config``: another network than the board's own (tests build a small one)."""
     say = progress or (lambda m: print(m, file=sys.stderr))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
     clock_hz = platform.default_clk_frequency
-    top = PlatformTop(design(board, clock_hz))
+    top = PlatformTop(design(board, clock_hz, config))
     os.environ.update(toolchain_env())
     name = "eqfpga"
     opts = ["--report", "report.json", "--timing-allow-fail"]
@@ -115,7 +122,7 @@ def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = Non
         plan.execute_local(out)
     except Exception as e:  # the tool's own log says why; keep the reason, not the traceback
         failure = _failure_reason(out, name) or f"the toolchain failed ({e})"
-    result = {"board": board.name, "config": board.config, "lanes": board.lanes,
+    result = {"board": board.name, "config": config.name if config else board.config, "lanes": board.lanes,
               "clock_hz": clock_hz, "target_mhz": board.target_hz / 1e6,
               "seconds": time.perf_counter() - t0, "bitstream": None, **_report(board, out, name)}
     for ext in ("bin", "bit"):
@@ -147,8 +154,8 @@ def _failure_reason(out: Path, name: str) -> str | None:
         m = re.search(r"(?:ERROR|Error): (.*)", text)
         if m:
             line = m.group(1).strip()
-            fit = re.findall(r"(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
-            over = [f"{k} {u}/{a}" for k, u, a in fit if int(u) > int(a)]
+            over = [f"{k} {v['used']}/{v['available']}" for k, v in _log_utilisation(out, name).items()
+                    if v["used"] > v["available"]]
             if over:
                 return f"the design does not fit: {', '.join(over)} ({line})"
             return line

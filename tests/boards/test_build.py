@@ -1,0 +1,43 @@
+"""`eqfpga build` with the real YoWASP toolchain on a small network, and its failure messages."""
+
+import json
+
+import pytest
+
+from eqfpga.boards import build, targets
+from eqfpga.boards.targets import BoardError
+from eqfpga.config import Config
+
+SMALL = Config(name="tiny", inputs=16, hidden=8, input_bits=4, free_steps=8, nudge_steps=4,
+               input_shift=4, w1_init=8, w2_init=8)
+
+
+def test_small_network_builds_for_icebreaker(tmp_path):
+    board = targets.get_board("icebreaker")
+    r = build.build(board, tmp_path, config=SMALL, cycles={"inference": 1000, "training": 2500})
+    assert r["bitstream"] and (tmp_path / "eqfpga.bin").stat().st_size > 0
+    u = r["utilization"]
+    assert 0 < u["LUT"]["used"] <= u["LUT"]["available"] == 5280
+    assert u["SPRAM"]["used"] == 4          # W1 in SPRAM even for a small network
+    assert r["fmax"] >= board.target_hz / 1e6
+    assert r["inferences_per_second"] == pytest.approx(r["fmax"] * 1e6 / 1000)
+    assert json.loads((tmp_path / "build_report.json").read_text())["board"] == "icebreaker"
+    assert "Fmax" in build.format_report(r)
+
+
+def test_a_design_that_does_not_fit_names_the_resources(tmp_path):
+    (tmp_path / "eqfpga.tim").write_text(
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:   12928/   5280   244%\n"
+        "Info: \t        ICESTORM_DSP:      32/      8   400%\n"
+        "Info: \t        ICESTORM_RAM:      25/     30    83%\n"
+        "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_DSP'\n")
+    reason = build._failure_reason(tmp_path, "eqfpga")
+    assert reason.startswith("the design does not fit: ICESTORM_LC 12928/5280, ICESTORM_DSP 32/8")
+    rep = build._report(targets.get_board("icebreaker"), tmp_path, "eqfpga")
+    assert rep["utilization"]["LUT"] == {"used": 12928, "available": 5280}
+
+
+def test_unknown_board():
+    with pytest.raises(BoardError, match="unknown board 'nope'"):
+        targets.get_board("nope")

@@ -10,7 +10,7 @@ import os
 import time
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 
 @cocotb.test()
@@ -34,5 +34,24 @@ async def run_samples(dut):
             out.flush()
     await RisingEdge(dut.finished)
     seconds = time.perf_counter() - t0
+    if job["read_back"]:
+        await read_back(dut, job)
     with open(job["summary"], "w") as f:
         json.dump({"clock_cycles": int(dut.clock_cycles.value), "seconds": seconds}, f)
+
+
+async def read_back(dut, job):
+    """Every word of every tensor through the host port, one read per cycle: ``sel addr word``.
+    Inputs change on the falling edge; ``rdata`` is read once the rising edge has settled."""
+    with open(job["words"], "w") as out:
+        for sel, depth in job["read_back"]:
+            for addr in range(depth):
+                await FallingEdge(dut.clk)
+                dut.port_sel.value = sel
+                dut.port_addr.value = addr
+                dut.port_re.value = 1
+                await RisingEdge(dut.clk)
+                await ReadOnly()
+                out.write(f"{sel} {addr} {int(dut.port_rdata.value)}\n")
+        await FallingEdge(dut.clk)
+        dut.port_re.value = 0

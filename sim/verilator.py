@@ -87,8 +87,11 @@ def _geometry(c: Config, lanes: int) -> dict:
             "trace_bits": 2 + c.hidden + c.outputs}
 
 
-def _sources(c: Config, lanes: int, kind: str) -> tuple[Build, dict]:
-    """The build folder (named by a hash of everything that goes into it) and parameters."""
+def _sources(c: Config, lanes: int, kind: str, design: str | None = None,
+             extra: tuple[Path, ...] = ()) -> tuple[Build, dict]:
+    """The build folder (named by a hash of everything that goes into it) and parameters.
+    ``design``: Verilog of the ``eqfpga_accelerator`` module (default: generated from ``c``);
+    ``extra``: more sources (cell models)."""
     os.environ.update(verilog.tool_env())
     g = _geometry(c, lanes)
     params = {"INPUTS": c.inputs, "MAX_SAMPLES": MAX_SAMPLES,
@@ -99,9 +102,9 @@ def _sources(c: Config, lanes: int, kind: str) -> tuple[Build, dict]:
               "TRACE_BITS": g["trace_bits"], "SEL_BITS": Tensor.as_shape().width,
               "ADDR_BITS": g["addr_bits"], "WORD_BITS": g["word_bits"]}
     src_dir = cache_dir() / "src"
-    text = verilog.generate(c, src_dir / "tmp", lanes=lanes).read_text()
+    text = design if design is not None else verilog.generate(c, src_dir / "tmp", lanes=lanes).read_text()
     key = hashlib.sha256("\n".join([text, HARNESS.read_text(), json.dumps(params, sort_keys=True),
-                                    kind, json.dumps(verilog.WAIVERS)]).encode()).hexdigest()[:16]
+                                    kind, json.dumps(verilog.WAIVERS), *map(str, extra)]).encode()).hexdigest()[:16]
     out = cache_dir() / f"verilator-{c.name}-p{lanes}-{kind}-{key}"
     waves = kind if kind in ("vcd", "fst") else None
     result = Build(c, lanes, out, waves, g["word_bits"], g["addr_bits"], g["count_bits"])
@@ -119,11 +122,16 @@ def _announce(progress, b: Build, what: str) -> None:
 
 
 def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = None,
-          progress=None) -> Build:
-    """Build (or find in the cache) the Verilator simulation of ``c`` with ``lanes`` lanes."""
+          progress=None, design: str | None = None, extra: tuple[Path, ...] = (),
+          kind: str = "cocotb") -> Build:
+    """Build (or find in the cache) the Verilator simulation of ``c`` with ``lanes`` lanes.
+
+    ``design``/``extra``/``kind``: another implementation of the accelerator (a synthesized
+    netlist and its cell models) under its own cache name.
+    """
     if waves not in (None, "vcd", "fst"):
         raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
-    result, params = _sources(c, lanes, waves or "cocotb")
+    result, params = _sources(c, lanes, waves or kind, design, extra)
     out = result.directory
     if (out / "ok").exists():
         return result
@@ -136,7 +144,7 @@ def build(c: Config, lanes: int = verilog.DEFAULT_LANES, *, waves: str | None = 
                   "-CFLAGS", "-std=c++20 -fcoroutines -O2"]
     if waves == "fst":
         build_args.append("--trace-fst")
-    runner.build(sources=[vlt, v, HARNESS], hdl_toplevel=HARNESS_TOP, build_dir=out,
+    runner.build(sources=[vlt, v, HARNESS, *extra], hdl_toplevel=HARNESS_TOP, build_dir=out,
                  build_args=build_args, parameters=params, timescale=("1ns", "1ns"), waves=waves is not None,
                  log_file=out / "build.log", always=True)
     (out / "ok").write_text("built\n")
@@ -195,10 +203,12 @@ class SampleResults:
     sim_seconds: float          # simulation time, summed over jobs
     wall_seconds: float
     jobs: int
+    params: object = None       # with read_back: the parameters read through the port at the end
+    streams: object = None      # ... and the LFSR stream positions
 
 
 def _job(b: Build, job_dir: Path, images, labels, words, train: bool, plusargs_extra,
-         waves: bool) -> None:
+         waves: bool, read_back: bool = False) -> None:
     job_dir.mkdir(parents=True, exist_ok=True)
     _write_hex(job_dir / "images.hex", images, 2)
     _write_hex(job_dir / "labels.hex", labels if labels is not None else np.zeros(len(images), int), 1)
@@ -206,7 +216,9 @@ def _job(b: Build, job_dir: Path, images, labels, words, train: bool, plusargs_e
     _write_hex(job_dir / "params.hex", np.array(words, dtype=object) if words else [0], entry_digits)
     spec = {"count": len(images), "n_params": len(words), "train": int(train),
             "outputs": b.config.outputs, "count_bits": b.count_bits,
-            "results": str(job_dir / "results.txt"), "summary": str(job_dir / "summary.json")}
+            "results": str(job_dir / "results.txt"), "summary": str(job_dir / "summary.json"),
+            "read_back": [[sel, Geometry(b.config, b.lanes).depth(sel)] for sel in range(5)]
+            if read_back else [], "words": str(job_dir / "words.txt")}
     runner = _runner()
     xml = runner.test(test_module=TEST_MODULE, hdl_toplevel=HARNESS_TOP, hdl_toplevel_lang="verilog", build_dir=b.directory,
                       test_dir=job_dir, results_xml=str(job_dir / "results.xml"),
@@ -231,7 +243,7 @@ def _lines(path: Path) -> int:
 
 def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None, labels=None,
         train: bool = False, jobs: int = 1, work_dir: str | os.PathLike | None = None,
-        progress=None) -> SampleResults:
+        progress=None, read_back: bool = False) -> SampleResults:
     """Simulate ``images`` (``(n, inputs)`` 8-bit) with ``params`` loaded first.
 
     ``progress`` (e.g. a tqdm bar) gets ``update(k)`` as samples finish. With ``train``, each
@@ -252,7 +264,7 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(_job, b, dirs[j], images[bounds[j]:bounds[j + 1]],
                                None if labels is None else labels[bounds[j]:bounds[j + 1]],
-                               words, train, [], b.waves is not None)
+                               words, train, [], b.waves is not None, read_back)
                    for j in range(jobs)]
         done = 0
         while not all(f.done() for f in futures):
@@ -271,7 +283,22 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
     cb, Y = b.count_bits, b.config.outputs
     packed = [int(v) for v in rows[:, 2]]
     counts = np.array([[(v >> (k * cb)) & ((1 << cb) - 1) for k in range(Y)] for v in packed], np.int64)
-    return SampleResults(rows[:, 1].astype(np.int64), counts, rows[:, 3].astype(np.int64),
-                         rows[:, 4].astype(np.int64),
-                         sum(s["clock_cycles"] for s in summaries),
-                         sum(s["seconds"] for s in summaries), wall, jobs)
+    result = SampleResults(rows[:, 1].astype(np.int64), counts, rows[:, 3].astype(np.int64),
+                           rows[:, 4].astype(np.int64),
+                           sum(s["clock_cycles"] for s in summaries),
+                           sum(s["seconds"] for s in summaries), wall, jobs)
+    if read_back:
+        result.params, result.streams = _read_back(b, dirs[-1] / "words.txt")
+    return result
+
+
+def _read_back(b: Build, path: Path):
+    """Parameters and LFSR positions from the ``sel addr word`` lines of a job's read-back."""
+    from eqfpga.golden import lfsr
+    from eqfpga.golden.host_link import Device
+    dev = Device(Geometry(b.config, b.lanes))
+    for line in path.read_text().split("\n"):
+        if line:
+            sel, addr, word = (int(v) for v in line.split())
+            dev._write(sel, addr, word)
+    return dev.params, dev.streams

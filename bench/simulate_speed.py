@@ -27,8 +27,9 @@ from eqfpga.sim import simulate, verilator
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def bare_loop(exe: Path, job_dir: Path, count: int, n_params: int) -> dict:
+def bare_loop(exe: Path, job_dir: Path, count: int, n_params: int, config) -> dict:
     out = subprocess.run([str(exe), f"+count={count}", f"+n_params={n_params}",
+                          f"+shifts={verilator.shift_word(config)}",
                           f"+images={job_dir / 'images.hex'}", f"+labels={job_dir / 'labels.hex'}",
                           f"+params={job_dir / 'params.hex'}"],
                          capture_output=True, text=True, check=True).stdout.split("\n")
@@ -62,7 +63,7 @@ def main():
     work = verilator.cache_dir() / "runs" / f"bench-{os.getpid()}"
     n = a.compare
     hw = verilator.run(b, test.images[:n], ck.params, jobs=1, work_dir=work)
-    bare = bare_loop(exe, work / "job0", n, len(verilator.param_words(b, ck.params)))
+    bare = bare_loop(exe, work / "job0", n, len(verilator.param_words(b, ck.params)), c)
     same = bool((bare["prediction"] == hw.prediction).all() and (bare["cycles"] == hw.cycles).all())
     cocotb_rate = hw.clock_cycles / hw.sim_seconds
     bare_rate = bare["clock_cycles"] / bare["seconds"]

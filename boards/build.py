@@ -50,12 +50,13 @@ def toolchain_env() -> dict[str, str]:
     return env
 
 
-def design(board: Board, clock_hz: float, config=None) -> BoardTop:
+def design(board: Board, clock_hz: float, config=None, lanes: int | None = None) -> BoardTop:
     c = config or load_config(board.config)
-    if c.hidden % board.lanes:
-        raise BoardError(f"board {board.name!r}: {board.lanes} lanes do not divide hidden={c.hidden}")
+    lanes = lanes or board.lanes
+    if c.hidden % lanes:
+        raise BoardError(f"board {board.name!r}: {lanes} lanes do not divide hidden={c.hidden}")
     divisor = round(clock_hz / board.baud)
-    return BoardTop(c, lanes=board.lanes, divisor=divisor,
+    return BoardTop(c, lanes=lanes, divisor=divisor,
                     timeout=UART_TIMEOUT_BITS * divisor, spram=board.spram)
 
 
@@ -100,15 +101,15 @@ def _report(board: Board, out: Path, name: str) -> dict:
 
 
 def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = None,
-          progress=None, config=None) -> dict:
+          progress=None, config=None, lanes: int | None = None) -> dict:
     """Build ``board`` into ``out_dir``; returns the report (see :func:`format_report`).
-    ``config``: another network than the board's own (tests build a small one)."""
+    ``config``, ``lanes``: another network or lane count than the board's own."""
     say = progress or (lambda m: print(m, file=sys.stderr))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
     clock_hz = platform.default_clk_frequency
-    top = PlatformTop(design(board, clock_hz, config))
+    top = PlatformTop(design(board, clock_hz, config, lanes))
     os.environ.update(toolchain_env())
     name = "eqfpga"
     opts = ["--report", "report.json", "--timing-allow-fail"]
@@ -122,7 +123,8 @@ def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = Non
         plan.execute_local(out)
     except Exception as e:  # the tool's own log says why; keep the reason, not the traceback
         failure = _failure_reason(out, name) or f"the toolchain failed ({e})"
-    result = {"board": board.name, "config": config.name if config else board.config, "lanes": board.lanes,
+    result = {"board": board.name, "config": config.name if config else board.config,
+              "lanes": lanes or board.lanes,
               "clock_hz": clock_hz, "target_mhz": board.target_hz / 1e6,
               "seconds": time.perf_counter() - t0, "bitstream": None, **_report(board, out, name)}
     for ext in ("bin", "bit"):

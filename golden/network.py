@@ -41,6 +41,18 @@ class Params:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"w1": self.w1, "w2": self.w2, "b1": self.b1, "b2": self.b2}
 
+    def differences(self, other: "Params") -> list[tuple[str, tuple, int, int]]:
+        """Every entry where ``other`` differs: ``(tensor, index, self's value, other's)``."""
+        out = []
+        for name, a in self.arrays().items():
+            b = other.arrays()[name]
+            if a.shape != b.shape:
+                out.append((name, (), a.shape, b.shape))
+                continue
+            for idx in zip(*np.nonzero(a != b)):
+                out.append((name, tuple(int(i) for i in idx), int(a[idx]), int(b[idx])))
+        return out
+
     def check(self, c: Config) -> None:
         """Raise ValueError if shapes or ranges do not fit configuration ``c``."""
         shapes = {"w1": (c.inputs, c.hidden), "w2": (c.hidden, c.outputs),

@@ -1,6 +1,6 @@
 // The harness (built with EQFPGA_EXTERNAL_CLOCK) in a bare Verilator C++ loop: the reference
 // for how fast the simulation could run with no cocotb and no Python at all.
-//   bare_loop +count=N +n_params=M +images=F +labels=F +params=F
+//   bare_loop +count=N +n_params=M +shifts=S +images=F +labels=F +params=F
 // prints one line per sample ("index prediction cycles"), then "clock_cycles C seconds S".
 #include <chrono>
 #include <cstdio>
@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     top->count = plusarg(ctx, "count=");
     top->n_params = plusarg(ctx, "n_params=");
     top->train_mode = 0;
+    top->shifts = plusarg(ctx, "shifts=");
     top->clk = 0;
     top->go = 1;
     top->eval();

@@ -20,6 +20,7 @@ async def run_samples(dut):
     dut.count.value = count
     dut.n_params.value = job["n_params"]
     dut.train_mode.value = job["train"]
+    dut.shifts.value = job["shifts"]
     for name in ("port_sel", "port_addr", "port_wdata", "port_we", "port_re"):
         getattr(dut, name).value = 0
     dut.go.value = 1

@@ -8,7 +8,7 @@
 //      them);
 //   2. for each of `count` samples: streams INPUTS pixels of +images=FILE (one byte per line,
 //      sample after sample), starts the sample (training on the label of +labels=FILE when
-//      `train_mode` is set), and waits for the accelerator's `done`;
+//      `train_mode` is set, with the learning `shifts`), and waits for the accelerator's `done`;
 //   3. raises `finished`; the host port then follows the port_* inputs.
 // `sample_done` is high in the cycle a sample's results appear; they hold until the next sample
 // starts, INPUTS cycles later, which is when Python (at image boundaries only) reads them.
@@ -22,7 +22,6 @@ module eqfpga_harness #(
     parameter int CLASS_BITS = 4,
     parameter int COUNT_BITS = 60,
     parameter int SHIFT_BITS = 20,
-    parameter logic [SHIFT_BITS-1:0] SHIFTS = '0,
     parameter int TRACE_BITS = 172,
     parameter int SEL_BITS = 3,
     parameter int ADDR_BITS = 14,
@@ -35,6 +34,7 @@ module eqfpga_harness #(
     input  logic                  train_mode,
     input  logic [31:0]           count,
     input  logic [31:0]           n_params,
+    input  logic [SHIFT_BITS-1:0] shifts,
     output logic                  sample_done,
     output logic [31:0]           sample_index,
     output logic                  finished,
@@ -107,7 +107,7 @@ module eqfpga_harness #(
         .start(state == START && image_ready),
         .train(train_mode),
         .label(label),
-        .shifts(SHIFTS),
+        .shifts(shifts),
         .busy(busy),
         .done(done),
         .prediction(prediction),

@@ -77,9 +77,7 @@ class Build:
 
 def _geometry(c: Config, lanes: int) -> dict:
     dut = Accelerator(config=c, lanes=lanes)
-    shifts = dut.signature.members["shifts"]
-    return {"shift_bits": shifts.shape.size,
-            "shifts": shifts.shape.const(shifts.init).as_bits(),
+    return {"shift_bits": dut.signature.members["shifts"].shape.size,
             "word_bits": dut.word_bits,
             "addr_bits": (dut.addr_depth - 1).bit_length() or 1,
             "count_bits": dut.count_shape.width,
@@ -98,7 +96,7 @@ def _sources(c: Config, lanes: int, kind: str, design: str | None = None,
               "MAX_PARAMS": c.inputs * (c.hidden // lanes) + (c.outputs + 1) * (c.hidden // lanes)
               + c.hidden + c.outputs + 4,
               "CLASS_BITS": g["class_bits"], "COUNT_BITS": g["count_bits"] * c.outputs,
-              "SHIFT_BITS": g["shift_bits"], "SHIFTS": g["shifts"],
+              "SHIFT_BITS": g["shift_bits"],
               "TRACE_BITS": g["trace_bits"], "SEL_BITS": Tensor.as_shape().width,
               "ADDR_BITS": g["addr_bits"], "WORD_BITS": g["word_bits"]}
     src_dir = cache_dir() / "src"
@@ -207,14 +205,22 @@ class SampleResults:
     streams: object = None      # ... and the LFSR stream positions
 
 
+def shift_word(c: Config) -> int:
+    """The accelerator's ``shifts`` input for the learning shifts of ``c``."""
+    shape = Accelerator(config=c, lanes=1).signature.members["shifts"].shape
+    return shape.const({"w1": c.w1_shift, "w2": c.w2_shift, "b1": c.b1_shift,
+                        "b2": c.b2_shift}).as_bits()
+
+
 def _job(b: Build, job_dir: Path, images, labels, words, train: bool, plusargs_extra,
-         waves: bool, read_back: bool = False) -> None:
+         waves: bool, read_back: bool = False, shifts: Config | None = None) -> None:
     job_dir.mkdir(parents=True, exist_ok=True)
     _write_hex(job_dir / "images.hex", images, 2)
     _write_hex(job_dir / "labels.hex", labels if labels is not None else np.zeros(len(images), int), 1)
     entry_digits = -(-(b.word_bits + b.addr_bits + 3) // 4)
     _write_hex(job_dir / "params.hex", np.array(words, dtype=object) if words else [0], entry_digits)
     spec = {"count": len(images), "n_params": len(words), "train": int(train),
+            "shifts": shift_word(b.config if shifts is None else shifts),
             "outputs": b.config.outputs, "count_bits": b.count_bits,
             "results": str(job_dir / "results.txt"), "summary": str(job_dir / "summary.json"),
             "read_back": [[sel, Geometry(b.config, b.lanes).depth(sel)] for sel in range(5)]
@@ -243,11 +249,14 @@ def _lines(path: Path) -> int:
 
 def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None, labels=None,
         train: bool = False, jobs: int = 1, work_dir: str | os.PathLike | None = None,
-        progress=None, read_back: bool = False) -> SampleResults:
+        progress=None, read_back: bool = False, shifts: Config | None = None) -> SampleResults:
     """Simulate ``images`` (``(n, inputs)`` 8-bit) with ``params`` loaded first.
 
     ``progress`` (e.g. a tqdm bar) gets ``update(k)`` as samples finish. With ``train``, each
     sample is a training sample on its label; jobs must then be 1 (training is sequential).
+    ``shifts``: a configuration whose learning shifts are in force (default: ``b.config``'s;
+    :meth:`Config.at_epoch` gives an epoch's). ``read_back``: read every parameter and LFSR
+    stream back through the port at the end (``result.params``, ``result.streams``).
     """
     images = np.asarray(images)
     n = len(images)
@@ -264,7 +273,7 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(_job, b, dirs[j], images[bounds[j]:bounds[j + 1]],
                                None if labels is None else labels[bounds[j]:bounds[j + 1]],
-                               words, train, [], b.waves is not None, read_back)
+                               words, train, [], b.waves is not None, read_back, shifts)
                    for j in range(jobs)]
         done = 0
         while not all(f.done() for f in futures):

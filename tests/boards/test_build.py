@@ -14,7 +14,7 @@ SMALL = Config(name="tiny", inputs=16, hidden=8, input_bits=4, free_steps=8, nud
 
 def test_small_network_builds_for_icebreaker(tmp_path):
     board = targets.get_board("icebreaker")
-    r = build.build(board, tmp_path, config=SMALL, cycles={"inference": 1000, "training": 2500})
+    r = build.build(board, tmp_path, config=SMALL, lanes=1, cycles={"inference": 1000, "training": 2500})
     assert r["bitstream"] and (tmp_path / "eqfpga.bin").stat().st_size > 0
     u = r["utilization"]
     assert 0 < u["LUT"]["used"] <= u["LUT"]["available"] == 5280

@@ -66,3 +66,25 @@ def test_param_words_pack_sel_addr_data(build, shipped):
     assert (first_b1 >> build.word_bits) & ((1 << build.addr_bits) - 1) == 0
     b1 = first_b1 & ((1 << build.word_bits) - 1)
     assert b1 == int(shipped.params.b1[0]) & ((1 << build.word_bits) - 1)
+
+
+def test_training_is_weight_exact(build, shipped, tmp_path):
+    """On-chip training from the initial weights, in Verilator: after every sample the same
+    prediction, and at the end every weight, bias and LFSR position equal to golden's."""
+    from eqfpga.golden import ep_update, train
+    c, n = shipped.config, 120
+    split = data.load("train")
+    x, y = split.images[:n], split.labels[:n].astype(int)
+    p0 = network.init_params(c)
+    hw = verilator.run(build, x, p0, streams=ep_update.Streams.seeded(c), labels=y, train=True,
+                       read_back=True, work_dir=tmp_path)
+    golden, st = p0.copy(), ep_update.Streams.seeded(c)
+    pred = [train.train_sample(x[i], int(y[i]), golden, c, st).prediction for i in range(n)]
+    assert list(hw.prediction) == pred
+    assert golden.differences(p0), "training changed nothing: the check would be empty"
+    assert hw.params.differences(golden) == []
+    assert hw.streams == st
+    # The comparison sees a single one-LSB difference.
+    off = golden.copy()
+    off.w2[3, 7] += 1
+    assert hw.params.differences(off) == [("w2", (3, 7), int(golden.w2[3, 7]), int(off.w2[3, 7]))]

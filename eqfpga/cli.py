@@ -53,6 +53,10 @@ def cmd_train(a) -> dict:
     from eqfpga import trainer
     from eqfpga.config import load_config
     c = load_config(a.config)
+    if a.on_chip:
+        return _train_on_chip(a, c)
+    if a.port or a.sim:
+        raise UserError("--sim and --port train on the chip: add --on-chip")
     out = a.out or Path("runs") / c.name
     try:
         ck = trainer.fit(c, out, a.epochs, resume=a.resume, dataset=a.dataset, data_dir=a.data,
@@ -62,6 +66,36 @@ def cmd_train(a) -> dict:
         raise SystemExit(130)
     print(f"checkpoint: {out / 'last.npz'}   curves: {out / 'training.png'}")
     return {"config": c.name, "checkpoint": str(out / "last.npz"), "history": ck.history}
+
+
+def _train_on_chip(a, c) -> dict:
+    from eqfpga.sim.train_on_chip import train_on_chip
+    if a.resume:
+        raise UserError("--resume is not available with --on-chip yet")
+    if c.hidden % a.lanes:
+        raise UserError(f"--lanes {a.lanes}: the hidden size {c.hidden} must be a multiple of lanes")
+    out = a.out or Path("runs") / f"{c.name}-on-chip"
+    try:
+        result = train_on_chip(c, out, a.epochs, sim=a.sim or "verilator", port=a.port, lanes=a.lanes,
+                               train_samples=a.train_samples, test_samples=a.test_samples,
+                               dataset=a.dataset, data_dir=a.data, check=not a.no_check,
+                               progress=not a.quiet)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    for e in result["history"]:
+        check = ""
+        if "weights_equal_golden" in e:
+            check = (", weights, LFSRs and predictions equal golden" if e["weights_equal_golden"]
+                     and e["streams_equal_golden"] and e["predictions_equal_golden"]
+                     else f", MISMATCH with golden: {e['differences']} parameter(s) differ")
+        print(f"epoch {e['epoch']}: {e['samples']} samples in {e['seconds']:.0f} s "
+              f"({e['samples_per_second']:.0f} samples/s), test accuracy {e['test_accuracy']:.2%}{check}")
+    print(f"checkpoint: {result['checkpoint']}")
+    if any(not e.get("weights_equal_golden", True) or not e.get("streams_equal_golden", True)
+           or not e.get("predictions_equal_golden", True) for e in result["history"]):
+        _write_json(a.json, result)
+        raise SystemExit(1)
+    return result
 
 
 def cmd_evaluate(a) -> dict:
@@ -280,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-samples", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-samples", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--checkpoint-every", type=int, default=5000, metavar="N")
+    p.add_argument("--on-chip", action="store_true",
+                   help="train on the accelerator (--sim verilator, or --port P for a board) "
+                        "and check every weight against golden")
+    p.add_argument("--sim", choices=["verilator"], default=None, help="with --on-chip (default)")
+    p.add_argument("--port", default=None, help="with --on-chip: a board's (or virtual board's) serial port")
+    p.add_argument("--lanes", type=int, default=8, help="with --on-chip --sim: accelerator lanes")
+    p.add_argument("--no-check", action="store_true", help="with --on-chip: skip the golden comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_train)

@@ -43,3 +43,9 @@ def test_weights_read_back(board):
     assert b2 == [int(v) for v in ck.params.b2]
     counters = host.counters()
     assert counters["samples"] >= 5 and counters["dropped_bytes"] > 0
+
+
+def test_on_chip_training_over_the_link(board, tmp_path, capsys):
+    assert main(["train", "--on-chip", "--port", board, "--train-samples", "4", "--test-samples",
+                 "50", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "weights, LFSRs and predictions equal golden" in capsys.readouterr().out

@@ -1,0 +1,23 @@
+"""`eqfpga train --on-chip`: the accelerator in Verilator trains, the golden model checks."""
+
+import json
+
+from eqfpga import checkpoint
+from eqfpga.cli import main
+
+
+def test_on_chip_training_matches_golden(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--on-chip", "--sim", "verilator", "--train-samples", "60",
+                 "--test-samples", "200", "--out", str(out), "--quiet",
+                 "--json", str(tmp_path / "t.json")]) == 0
+    assert "weights, LFSRs and predictions equal golden" in capsys.readouterr().out
+    e = json.loads((tmp_path / "t.json").read_text())["history"][0]
+    assert e["weights_equal_golden"] and e["differences"] == 0 and e["samples"] == 60
+    ck = checkpoint.load(out / "last.npz")
+    assert ck.epoch == 1 and ck.samples_seen == 60
+
+
+def test_on_chip_options_need_on_chip(capsys):
+    assert main(["train", "--sim", "verilator"]) == 2
+    assert "add --on-chip" in capsys.readouterr().err

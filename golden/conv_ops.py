@@ -53,8 +53,12 @@ def conv(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     B, C, H, W = a.shape
     O, _, k, _ = w.shape
     Ho, Wo = H - k + 1, W - k + 1
-    cols = im2col(a, k)
-    out = _exact(cols, w.reshape(O, -1).T, _is_int(a, w))       # (B*Ho*Wo, O)
+    integer = _is_int(a, w)
+    if integer:   # convert the (small) map once, not the (k*k times larger) patch matrix
+        a, w = a.astype(np.float64), w.astype(np.float64)
+    out = im2col(a, k) @ w.reshape(O, -1).T                     # (B*Ho*Wo, O)
+    if integer:
+        out = np.rint(out).astype(np.int64)
     return out.reshape(B, Ho, Wo, O).transpose(0, 3, 1, 2)
 
 
@@ -64,7 +68,24 @@ def flip(w: np.ndarray) -> np.ndarray:
 
 
 def conv_t(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Transposed convolution, the exact adjoint of :func:`conv`: ``(B,O,Ho,Wo) -> (B,C,Ho+k-1,Wo+k-1)``."""
+    """Transposed convolution, the exact adjoint of :func:`conv`: ``(B,O,Ho,Wo) -> (B,C,Ho+k-1,Wo+k-1)``.
+
+    Computed as one product ``g @ W`` per position (``(B*Ho*Wo, O) x (O, C*k*k)``) followed by
+    the ``k*k`` shifted additions of col2im; equal to ``conv(pad(g, k-1), flip(W))``."""
+    B, O, Ho, Wo = g.shape
+    _, C, k, _ = w.shape
+    integer = _is_int(g, w)
+    gm = g.transpose(0, 2, 3, 1).reshape(-1, O)
+    cols = _exact(gm, w.reshape(O, -1), integer).reshape(B, Ho, Wo, C, k, k)
+    out = np.zeros((B, C, Ho + k - 1, Wo + k - 1), cols.dtype)
+    for i in range(k):
+        for j in range(k):
+            out[:, :, i:i + Ho, j:j + Wo] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return out
+
+
+def conv_t_reference(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`conv_t` as the convolution of the zero-padded map with the flipped kernel."""
     k = w.shape[2]
     gp = np.pad(g, ((0, 0), (0, 0), (k - 1, k - 1), (k - 1, k - 1)))
     return conv(gp, np.ascontiguousarray(flip(w)))

@@ -1,0 +1,224 @@
+"""Training run of the convolutional EP network: resumable checkpoints, progress, per-epoch figures.
+
+``mode`` is ``"int"`` (the integer golden model, :mod:`eqfpga.golden.conv`) or ``"float"`` (the
+float reference, :mod:`eqfpga.golden.conv_float`, rate neurons, learning rates implied by the
+integer shifts). Epoch ``e`` visits the training set in ``permutation([seed, e])`` in batches
+of ``batch_size``; a checkpoint holds the parameters, the LFSR stream positions, the position
+(epoch, batch) and the history, with a SHA-256 over all of it, and is written atomically. A
+run stopped at any point (Ctrl-C or SIGTERM save a checkpoint first) continues with
+``resume=True`` and, in integer mode, ends with exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eqfpga import data
+from eqfpga.conv_config import ConvConfig, ConfigError, conv_config_from_dict
+from eqfpga.golden import conv, conv_float as cf
+
+FORMAT = "eqfpga-conv-checkpoint-1"
+
+
+class ConvCheckpointError(Exception):
+    """A conv checkpoint is missing, corrupt, or made for another configuration or mode."""
+
+
+@dataclass
+class ConvCheckpoint:
+    config: ConvConfig
+    mode: str                 # "int" or "float"
+    params: object            # conv.Params or conv_float.FParams
+    streams: list
+    epoch: int = 0            # epochs completed
+    position: int = 0         # samples done within the current epoch
+    samples_seen: int = 0
+    history: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+
+def _arrays(ck: ConvCheckpoint) -> dict[str, np.ndarray]:
+    p = ck.params
+    d = {f"w{i + 1}": a for i, a in enumerate(p.w)}
+    d.update({f"b{i + 1}": a for i, a in enumerate(p.b)})
+    return d
+
+
+def _digest(arrays: dict, meta: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode()); h.update(str(a.dtype).encode()); h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def save(ck: ConvCheckpoint, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = _arrays(ck)
+    meta = {"format": FORMAT, "mode": ck.mode, "config": ck.config.to_dict(),
+            "model_hash": ck.config.model_hash, "streams": list(map(int, ck.streams)),
+            "epoch": ck.epoch, "position": ck.position, "samples_seen": ck.samples_seen,
+            "history": ck.history, "meta": ck.meta}
+    meta["sha256"] = _digest(arrays, meta)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = None) -> ConvCheckpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise ConvCheckpointError(f"{path}: checkpoint not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+    except Exception as e:
+        raise ConvCheckpointError(f"{path}: not a readable conv checkpoint ({type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise ConvCheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    stored = meta.pop("sha256", None)
+    if stored != _digest(arrays, meta):
+        raise ConvCheckpointError(f"{path}: checksum mismatch (the file is corrupt or was edited)")
+    try:
+        own = conv_config_from_dict(meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise ConvCheckpointError(f"{path}: its configuration is invalid ({e})") from None
+    if config is not None and config.model_hash != own.model_hash:
+        raise ConvCheckpointError(f"{path}: made for configuration {own.name!r}, not {config.name!r}")
+    if mode is not None and meta["mode"] != mode:
+        raise ConvCheckpointError(f"{path}: a {meta['mode']} checkpoint, not {mode}")
+    L = own.n_layers
+    if meta["mode"] == "int":
+        params = conv.Params.from_arrays(arrays, own)
+        try:
+            params.check(own)
+        except ValueError as e:
+            raise ConvCheckpointError(f"{path}: {e}") from None
+    else:
+        params = cf.FParams([arrays[f"w{i + 1}"] for i in range(L)], [arrays[f"b{i + 1}"] for i in range(L)])
+    return ConvCheckpoint(own, meta["mode"], params, meta["streams"], meta["epoch"], meta["position"],
+                          meta["samples_seen"], meta["history"], meta["meta"])
+
+
+def epoch_order(c: ConvConfig, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([c.seed, epoch]).permutation(n)
+
+
+def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
+    p = conv.init_params(c)
+    if mode == "float":
+        p = cf.FParams.from_int(p, c, np.float32)
+    elif mode != "int":
+        raise ValueError(f"mode must be 'int' or 'float', got {mode!r}")
+    return ConvCheckpoint(c, mode, p, conv.seeded_streams(c))
+
+
+def train_step(ck: ConvCheckpoint, rule: ConvConfig, images, labels) -> np.ndarray:
+    if ck.mode == "int":
+        return conv.train_batch(images, labels, ck.params, rule, ck.streams)
+    return cf.train_batch(images, labels, ck.params, rule)
+
+
+def evaluate(ck: ConvCheckpoint, images, labels) -> float:
+    if ck.mode == "int":
+        return conv.accuracy(images, labels, ck.params, ck.config)
+    return cf.accuracy(images, labels, ck.params, ck.config)
+
+
+class _Stop(Exception):
+    pass
+
+
+def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: bool = False,
+        dataset: str = "mnist", data_dir=None, train_samples: int | None = None,
+        test_samples: int | None = None, checkpoint_every: int = 2000, max_seconds: float | None = None,
+        progress: bool = True, log=print) -> ConvCheckpoint:
+    """Train to ``epochs`` completed epochs, checkpointing into ``out/last.npz`` every
+    ``checkpoint_every`` samples, at each epoch end, on Ctrl-C / SIGTERM, and when
+    ``max_seconds`` of training have passed (then it returns; continue with ``resume``)."""
+    out = Path(out)
+    last = out / "last.npz"
+    ck = load(last, c, mode) if resume else fresh(c, mode)
+    if resume:
+        log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
+    train_set = data.load("train", dataset, data_dir).take(train_samples)
+    test_set = data.load("test", dataset, data_dir).take(test_samples)
+    n = len(train_set)
+    ck.meta.update({"dataset": dataset, "train_samples": n, "test_samples": len(test_set)})
+    from tqdm import tqdm
+
+    def on_term(signum, frame):
+        raise _Stop()
+    old = signal.signal(signal.SIGTERM, on_term)
+    t_start = time.perf_counter()
+    try:
+        while ck.epoch < epochs:
+            order = epoch_order(c, ck.epoch, n)
+            rule = c.at_epoch(ck.epoch)
+            bar = tqdm(total=n, initial=ck.position, desc=f"{mode} epoch {ck.epoch + 1}/{epochs}",
+                       unit="sample", disable=not progress, mininterval=1.0)
+            correct = ck.meta.get("epoch_correct", 0)
+            secs = ck.meta.get("epoch_seconds", 0.0)
+            try:
+                while ck.position < n:
+                    t0 = time.perf_counter()
+                    idx = order[ck.position:ck.position + c.batch_size]
+                    pred = train_step(ck, rule, train_set.images[idx], train_set.labels[idx])
+                    correct += int(np.sum(pred == train_set.labels[idx]))
+                    ck.position += len(idx)
+                    ck.samples_seen += len(idx)
+                    secs += time.perf_counter() - t0
+                    bar.update(len(idx))
+                    bar.set_postfix(train=f"{correct / ck.position:.1%}")
+                    if ck.position < n and (ck.position // c.batch_size) % max(1, checkpoint_every // c.batch_size) == 0:
+                        ck.meta.update(epoch_correct=correct, epoch_seconds=secs)
+                        save(ck, last)
+                    if max_seconds is not None and time.perf_counter() - t_start > max_seconds and ck.position < n:
+                        raise _Stop()
+            except (KeyboardInterrupt, _Stop):
+                ck.meta.update(epoch_correct=correct, epoch_seconds=secs)
+                save(ck, last)
+                bar.close()
+                log(f"stopped at epoch {ck.epoch}, sample {ck.position}: checkpoint {last} "
+                    f"(continue with --resume)")
+                return ck
+            bar.close()
+            t0 = time.perf_counter()
+            test_acc = evaluate(ck, test_set.images, test_set.labels)
+            eval_s = time.perf_counter() - t0
+            ck.epoch += 1
+            ck.position = 0
+            ck.meta.update(epoch_correct=0, epoch_seconds=0.0)
+            entry = {"epoch": ck.epoch, "train_accuracy": correct / n, "test_accuracy": test_acc,
+                     "train_seconds": secs, "ms_per_sample": 1e3 * secs / n,
+                     "eval_seconds": eval_s, "eval_ms_per_sample": 1e3 * eval_s / max(1, len(test_set)),
+                     "train_samples": n, "test_samples": len(test_set)}
+            ck.history.append(entry)
+            save(ck, last)
+            save(ck, out / f"epoch{ck.epoch:03d}.npz")
+            (out / "history.json").write_text(json.dumps(ck.history, indent=2))
+            log(f"{mode} epoch {ck.epoch}: train {entry['train_accuracy']:.2%}  test {test_acc:.2%}  "
+                f"({secs:.0f} s, {entry['ms_per_sample']:.1f} ms/sample training, "
+                f"{entry['eval_ms_per_sample']:.1f} ms/sample inference)")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return ck

@@ -279,6 +279,22 @@ def cmd_run(a) -> dict:
     return report
 
 
+def cmd_plot(a) -> dict:
+    from eqfpga import data
+    from eqfpga.sim import stdp
+    ck = _checkpoint(a)
+    c = ck.config
+    if a.samples < 1:
+        raise UserError(f"--samples must be at least 1, not {a.samples}")
+    split = data.load("train", a.dataset, a.data)
+    x, y = split.images[a.first:a.first + a.samples], split.labels[a.first:a.first + a.samples].astype(int)
+    print(f"training {len(x)} samples on the accelerator in Verilator, spikes recorded ...", flush=True)
+    dt, dw = stdp.stdp_pairs(c, ck.params, ck.streams, x, y, lanes=a.lanes)
+    curve = stdp.plot_stdp(dt, dw, a.out, f"W2 update vs spike timing ({c.name}, {len(x)} samples)")
+    print(f"{len(dt):,} pre/post spike pairs -> {a.out}")
+    return {"plot": str(a.out), "samples": len(x), "pairs": int(len(dt)), "curve": curve}
+
+
 def _bar(enabled: bool):
     from contextlib import nullcontext
 
@@ -406,6 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plot", help="plots from simulation: 'stdp' (weight change against "
+                                    "pre/post spike timing)")
+    p.add_argument("what", choices=["stdp"])
+    p.add_argument("--weights", "-w", type=Path, default=None,
+                   help="checkpoint to train from (default: the shipped trained network)")
+    p.add_argument("--lanes", type=int, default=DEFAULT_LANES)
+    _data_args(p)
+    p.add_argument("--samples", type=int, default=20, help="training samples (default: %(default)s)")
+    p.add_argument("--first", type=int, default=0, help="index of the first training sample")
+    p.add_argument("-o", "--out", type=Path, default=Path("stdp.png"), help="PNG (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the curve as JSON")
+    p.set_defaults(func=cmd_plot)
     return ap
 
 

@@ -22,6 +22,7 @@ class SampleResult:
     prediction: int          # free-phase prediction (before the update)
     spike_counts: np.ndarray  # (outputs,) output spikes over the free phase
     spikes: int              # hidden + output spikes over every phase
+    rates: tuple = ()        # (rf_h, rf_y, rn_h, rn_y): the rates the update compared
 
 
 def train_sample(pixels: np.ndarray, label: int, p: Params, c: Config,
@@ -47,7 +48,8 @@ def train_sample(pixels: np.ndarray, label: int, p: Params, c: Config,
                                   total=total, trace=trace)
         rf_h, rf_y = minus.rates(c)
     ep_update.apply(p, x[0], rf_h[0], rf_y[0], rn_h[0], rn_y[0], c, streams)
-    return SampleResult(prediction, counts[0], int(total[0]))
+    return SampleResult(prediction, counts[0], int(total[0]),
+                        (rf_h[0], rf_y[0], rn_h[0], rn_y[0]))
 
 
 def accuracy(pixels: np.ndarray, labels: np.ndarray, p: Params, c: Config) -> float:

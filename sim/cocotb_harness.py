@@ -23,6 +23,8 @@ async def run_samples(dut):
     dut.shifts.value = job["shifts"]
     for name in ("port_sel", "port_addr", "port_wdata", "port_we", "port_re"):
         getattr(dut, name).value = 0
+    if job.get("trace"):
+        cocotb.start_soon(record_trace(dut, job["trace"]))
     dut.go.value = 1
     t0 = time.perf_counter()
     with open(job["results"], "w") as out:
@@ -56,3 +58,13 @@ async def read_back(dut, job):
                 out.write(f"{sel} {addr} {int(dut.port_rdata.value)}\n")
         await FallingEdge(dut.clk)
         dut.port_re.value = 0
+
+
+async def record_trace(dut, path):
+    """Every time step's spikes: ``sample payload`` (the accelerator's trace word) per line."""
+    with open(path, "w") as out:
+        while True:
+            await RisingEdge(dut.trace_valid)
+            await ReadOnly()
+            out.write(f"{int(dut.sample_index.value)} {int(dut.trace_payload.value)}\n")
+            out.flush()

@@ -201,6 +201,7 @@ class SampleResults:
     sim_seconds: float          # simulation time, summed over jobs
     wall_seconds: float
     jobs: int
+    trace: list | None = None   # with trace: per sample, (phases, s_h, s_y) of every time step
     params: object = None       # with read_back: the parameters read through the port at the end
     streams: object = None      # ... and the LFSR stream positions
 
@@ -213,7 +214,8 @@ def shift_word(c: Config) -> int:
 
 
 def _job(b: Build, job_dir: Path, images, labels, words, train: bool, plusargs_extra,
-         waves: bool, read_back: bool = False, shifts: Config | None = None) -> None:
+         waves: bool, read_back: bool = False, shifts: Config | None = None,
+         trace: bool = False) -> None:
     job_dir.mkdir(parents=True, exist_ok=True)
     _write_hex(job_dir / "images.hex", images, 2)
     _write_hex(job_dir / "labels.hex", labels if labels is not None else np.zeros(len(images), int), 1)
@@ -224,7 +226,8 @@ def _job(b: Build, job_dir: Path, images, labels, words, train: bool, plusargs_e
             "outputs": b.config.outputs, "count_bits": b.count_bits,
             "results": str(job_dir / "results.txt"), "summary": str(job_dir / "summary.json"),
             "read_back": [[sel, Geometry(b.config, b.lanes).depth(sel)] for sel in range(5)]
-            if read_back else [], "words": str(job_dir / "words.txt")}
+            if read_back else [], "words": str(job_dir / "words.txt"),
+            "trace": str(job_dir / "trace.txt") if trace else None}
     runner = _runner()
     xml = runner.test(test_module=TEST_MODULE, hdl_toplevel=HARNESS_TOP, hdl_toplevel_lang="verilog", build_dir=b.directory,
                       test_dir=job_dir, results_xml=str(job_dir / "results.xml"),
@@ -249,7 +252,8 @@ def _lines(path: Path) -> int:
 
 def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None, labels=None,
         train: bool = False, jobs: int = 1, work_dir: str | os.PathLike | None = None,
-        progress=None, read_back: bool = False, shifts: Config | None = None) -> SampleResults:
+        progress=None, read_back: bool = False, shifts: Config | None = None,
+        trace: bool = False) -> SampleResults:
     """Simulate ``images`` (``(n, inputs)`` 8-bit) with ``params`` loaded first.
 
     ``progress`` (e.g. a tqdm bar) gets ``update(k)`` as samples finish. With ``train``, each
@@ -257,6 +261,7 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
     ``shifts``: a configuration whose learning shifts are in force (default: ``b.config``'s;
     :meth:`Config.at_epoch` gives an epoch's). ``read_back``: read every parameter and LFSR
     stream back through the port at the end (``result.params``, ``result.streams``).
+    ``trace``: record every time step's spikes (``result.trace``).
     """
     images = np.asarray(images)
     n = len(images)
@@ -273,7 +278,7 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(_job, b, dirs[j], images[bounds[j]:bounds[j + 1]],
                                None if labels is None else labels[bounds[j]:bounds[j + 1]],
-                               words, train, [], b.waves is not None, read_back, shifts)
+                               words, train, [], b.waves is not None, read_back, shifts, trace)
                    for j in range(jobs)]
         done = 0
         while not all(f.done() for f in futures):
@@ -298,7 +303,26 @@ def run(b: Build, images: np.ndarray, params, *, streams: Streams | None = None,
                            sum(s["seconds"] for s in summaries), wall, jobs)
     if read_back:
         result.params, result.streams = _read_back(b, dirs[-1] / "words.txt")
+    if trace:
+        result.trace = _traces(b, dirs, bounds)
     return result
+
+
+def _traces(b: Build, dirs, bounds):
+    """Per sample ``(phases, s_h, s_y)``: arrays over the sample's time steps."""
+    H, Y = b.config.hidden, b.config.outputs
+    per = [[] for _ in range(bounds[-1])]
+    for j, d in enumerate(dirs):
+        for line in (d / "trace.txt").read_text().split("\n"):
+            if line:
+                i, word = (int(v) for v in line.split())
+                per[bounds[j] + i].append(word)
+
+    def bits(v, n):
+        return np.array([(v >> k) & 1 for k in range(n)], np.int8)
+    return [(np.array([w & 3 for w in ws], np.int8),
+             np.array([bits(w >> 2, H) for w in ws], np.int8).reshape(-1, H),
+             np.array([bits(w >> (2 + H), Y) for w in ws], np.int8).reshape(-1, Y)) for ws in per]
 
 
 def _read_back(b: Build, path: Path):

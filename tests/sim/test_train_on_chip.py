@@ -21,3 +21,11 @@ def test_on_chip_training_matches_golden(tmp_path, capsys):
 def test_on_chip_options_need_on_chip(capsys):
     assert main(["train", "--sim", "verilator"]) == 2
     assert "add --on-chip" in capsys.readouterr().err
+
+
+def test_plot_stdp_from_recorded_spikes(tmp_path, capsys):
+    png = tmp_path / "stdp.png"
+    assert main(["plot", "stdp", "--samples", "2", "-o", str(png), "--json", str(tmp_path / "s.json")]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["pairs"] > 0 and len(doc["curve"]["dt"]) == len(doc["curve"]["mean_dw"]) > 0

@@ -1,0 +1,255 @@
+"""Convolutional spiking EP (issue 7): integer semantics, adjoints, EP vs BPTT, training, resume."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from eqfpga import data
+from eqfpga.conv_config import ConvConfig
+from eqfpga.golden import conv, conv_float as cf, conv_ops as ops, conv_train, neuron
+
+TINY = ConvConfig(name="tiny", image_size=14, conv_channels=(4, 6), kernel=3, fc_hidden=(16,),
+                  w_init=(700, 100, 150, 250), batch_size=8)
+I = np.int64
+ints = lambda shape: arrays(np.int64, shape, elements=st.integers(-50, 50))
+
+
+# -- array operations: hand-computed cases ------------------------------------------------
+def test_conv_hand_computed():
+    a = np.arange(9, dtype=I).reshape(1, 1, 3, 3)          # [[0 1 2] [3 4 5] [6 7 8]]
+    w = np.array([[[[1, 0], [0, -1]]]], I)                 # x[y,x] - x[y+1,x+1]
+    assert ops.conv(a, w).tolist() == [[[[-4, -4], [-4, -4]]]]
+    g = np.array([[[[1, 2], [3, 4]]]], I)
+    # conv_t(g)[Y,X] = sum_ij g[Y-i, X-j] w[i,j]
+    assert ops.conv_t(g, w).tolist() == [[[[1, 2, 0], [3, 3, -2], [0, -3, -4]]]]
+    assert ops.weight_grad(a, g, 2).tolist() == [[[[0 + 2 + 9 + 16, 1 + 4 + 12 + 20],
+                                                   [3 + 8 + 18 + 28, 4 + 10 + 21 + 32]]]]
+
+
+def test_pooling_hand_computed():
+    a = np.array([[[[1, 5, 2, 2], [3, 0, 2, 2], [0, 0, -1, 7], [0, 0, 7, 3]]]], I)
+    assert ops.pool_sum(a, 2).tolist() == [[[[9, 8], [0, 16]]]]
+    m, idx = ops.max_pool(a, 2)
+    assert m.tolist() == [[[[5, 2], [0, 7]]]]
+    assert idx.tolist() == [[[[1, 0], [0, 1]]]]            # first maximum in raster order
+    assert ops.unpool(m, idx, 2).tolist() == [[[[0, 5, 2, 0], [0, 0, 0, 0], [0, 0, 0, 7], [0, 0, 0, 0]]]]
+    assert ops.upsample(np.array([[[[1, 2]]]], I), 2).tolist() == [[[[1, 1, 2, 2], [1, 1, 2, 2]]]]
+
+
+def test_round_shift_hand_computed():
+    assert [int(conv.rs(I(q), 1)) for q in (5, -5, 4, -1)] == [3, -2, 2, 0]
+    assert [int(conv.rs(I(q), 2)) for q in (6, 5, -6, -7)] == [2, 1, -1, -2]
+    assert int(conv.rs(I(-7), 0)) == -7
+
+
+# -- adjoints (exact in integers) ---------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_conv_t_is_exact_adjoint_of_conv(d):
+    B, C, O, k = d.draw(st.integers(1, 2)), d.draw(st.integers(1, 3)), d.draw(st.integers(1, 3)), d.draw(st.integers(1, 4))
+    H = d.draw(st.integers(k, k + 5))
+    x, w = d.draw(ints((B, C, H, H))), d.draw(ints((O, C, k, k)))
+    y = d.draw(ints((B, O, H - k + 1, H - k + 1)))
+    assert int((ops.conv(x, w) * y).sum()) == int((x * ops.conv_t(y, w)).sum())
+    assert int((ops.weight_grad(x, y, k) * w).sum()) == int((ops.conv(x, w) * y).sum())
+    assert np.array_equal(ops.conv_t(y, w), ops.conv_t_reference(y, w))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_pool_transposes(d):
+    p = d.draw(st.sampled_from([1, 2, 4]))
+    n = p * d.draw(st.integers(1, 4))
+    x, y = d.draw(ints((2, 2, n, n))), d.draw(ints((2, 2, n // p, n // p)))
+    # sum pooling's adjoint is nearest-neighbour upsampling (so avg = /win, its transpose = up/win)
+    assert int((ops.pool_sum(x, p) * y).sum()) == int((x * ops.upsample(y, p)).sum())
+    xf, yf = x.astype(float), y.astype(float)
+    avg = ops.pool_sum(xf, p) / p**2
+    assert np.isclose((avg * yf).sum(), (xf * ops.upsample(yf, p) / p**2).sum())
+    # unpool is the adjoint of selecting the max-pool positions
+    m, idx = ops.max_pool(x, p)
+    sel = ops._windows(x, p)
+    picked = np.take_along_axis(sel, idx[..., None], -1)[..., 0]
+    assert np.array_equal(picked, m)
+    assert int((picked * y).sum()) == int((x * ops.unpool(y, idx, p)).sum())
+
+
+def test_network_interaction_is_symmetric():
+    """The drives are the gradient of one energy: <H a, b> == <a, H b> (avg and max pooling)."""
+    rng = np.random.default_rng(0)
+    for pooling in ("avg", "max"):
+        c = replace(TINY, pooling=pooling)
+        fp = cf.FParams.from_int(conv.init_params(c), c)
+        a = [rng.random((2,) + ly.out_shape) for ly in c.layers]
+        b = [rng.random((2,) + ly.out_shape) for ly in c.layers]
+        ha, idx = cf.interact(a, fp, c)
+        hb, _ = cf.interact(b, fp, c, idx)
+        ha2, _ = cf.interact(a, fp, c, idx)
+        assert np.isclose(sum((u * v).sum() for u, v in zip(ha2, b)), sum((u * v).sum() for u, v in zip(a, hb)))
+
+
+# -- integer network semantics ------------------------------------------------------------
+def _images(n, size=14, offset=0):
+    tr = data.load("train")
+    return data.downsample(tr.images[offset:offset + n], size), tr.labels[offset:offset + n].astype(I)
+
+
+def test_input_drive_and_first_step_semantics():
+    c = TINY
+    p = conv.init_params(c)
+    p.b[0][:] = 7
+    X, _ = _images(2)
+    x = conv.quantize_input(X, c)
+    assert x.shape == (2, 1, 14, 14) and x.max() <= 255
+    d, idx = conv.input_drive(x, p, c)
+    q = ops.conv(x, p.w[0])
+    assert idx is None
+    assert np.array_equal(d, (ops.pool_sum(q, 2) + (1 << (c.pool_shift + c.input_shift - 1)))
+                          >> (c.pool_shift + c.input_shift))
+    st0 = conv.State.zeros(2, c)
+    st1 = conv.step(st0, d, p, c)
+    # no spikes yet: layer 1 sees input drive + bias only, the others their bias (0)
+    assert np.array_equal(st1.v[0], neuron.membrane_step(np.zeros_like(d), d + 7, c))
+    assert all((v == 0).all() for v in st1.v[1:])
+    st2 = conv.step(st1, d, p, c)
+    ff, _ = conv.feedforward(1, st1.s[0], p, c)
+    assert np.array_equal(ff, conv.rs(ops.pool_sum(ops.conv(st1.s[0], p.w[1]), 2), 2))
+    assert np.array_equal(st2.v[1], neuron.membrane_step(st1.v[1], ff + p.b[1][:, None, None], c))
+
+
+def test_max_pooling_feedback_routes_to_the_window_maximum():
+    c = replace(TINY, pooling="max")
+    p = conv.init_params(c)
+    rng = np.random.default_rng(1)
+    s0 = rng.integers(0, 2, (1,) + c.layers[0].out_shape)
+    ff, idx = conv.feedforward(1, s0, p, c)
+    s1 = np.ones((1,) + c.layers[1].out_shape, I)
+    fb = conv.feedback(0, s1, idx, p, c)
+    assert np.array_equal(fb, ops.conv_t(ops.unpool(s1, idx, 2), p.w[1]))
+
+
+def test_update_zero_when_phases_agree_and_saturates():
+    c = TINY
+    p = conv.init_params(c)
+    X, _ = _images(2)
+    x = conv.quantize_input(X, c)
+    R = [np.full((2,) + ly.out_shape, 100, I) for ly in c.layers]
+    before = p.copy()
+    s = conv.seeded_streams(c)
+    conv.update(p, x, R, [None] * 4, R, [None] * 4, c, s)
+    assert all(np.array_equal(a, b) for a, b in zip(p.w + p.b, before.w + before.b))
+    assert s != conv.seeded_streams(c)                      # draws were consumed all the same
+    Rn = [r + 50 for r in R]
+    p.w[3][:] = c.weight_range[1]
+    conv.update(p, x, R, [None] * 4, Rn, [None] * 4, replace(c, w_shifts=(0, 0, 0, 0), b_shifts=(0, 0, 0, 0)), s)
+    assert p.w[3].max() == c.weight_range[1] and p.w[3].min() == c.weight_range[1]
+    assert (p.b[3] == 2 * 50).all()                         # sum over the batch, shift 0
+
+
+def test_update_q_is_the_rate_product_difference():
+    """A fully connected layer's q is Rn_pre Rn_post - Rf_pre Rf_post summed over the batch."""
+    c = replace(TINY, w_shifts=(0, 0, 0, 0), b_shifts=(0, 0, 0, 0), weight_bits=14, bias_bits=16)
+    p = conv.Params([np.zeros(ly.weight_shape, I) for ly in c.layers],
+                    [np.zeros(ly.weight_shape[0] if ly.kind == "conv" else ly.weight_shape[1], I) for ly in c.layers])
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (2, 1, 14, 14))
+    Rf = [rng.integers(0, 256, (2,) + ly.out_shape) for ly in c.layers]
+    Rn = [rng.integers(0, 256, (2,) + ly.out_shape) for ly in c.layers]
+    conv.update(p, x, Rf, [None] * 4, Rn, [None] * 4, c, conv.seeded_streams(c))
+    q = Rn[2].T @ Rn[3] - Rf[2].T @ Rf[3]
+    assert np.array_equal(p.w[3], np.clip(q, *c.weight_range))
+    qb = (Rn[0] - Rf[0]).sum(axis=(0, 2, 3))
+    assert np.array_equal(p.b[0], np.clip(qb, *c.bias_range))
+
+
+# -- float reference: EP against BPTT, integer agreement -----------------------------------
+def test_ep_matches_bptt_with_average_pooling():
+    c = replace(TINY, leak_shift=2)
+    X, y = _images(4)
+    fp = cf.FParams.from_int(conv.init_params(c), c)
+    x = cf.float_input(X, c)
+    ref, _, _ = cf.bptt_grad(x, y, fp, c, steps=400)
+    est, _, _ = cf.ep_estimate(x, y, fp, c, spiking=False, free_steps=400, nudge_steps=400, beta=0.01)
+    for a, b in zip(ref, est):
+        assert (a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.2
+
+
+def test_bptt_matches_finite_differences():
+    c = TINY
+    X, y = _images(2)
+    fp = cf.FParams.from_int(conv.init_params(c), c)
+    x = cf.float_input(X, c)
+    gw, _, _ = cf.bptt_grad(x, y, fp, c, steps=20)
+    e = 1e-6
+    for l, i in ((0, (1, 0, 1, 2)), (1, (2, 3, 0, 1)), (2, (5, 3)), (3, (4, 7))):
+        f = []
+        for sgn in (1, -1):
+            q = fp.copy(); q.w[l][i] += sgn * e
+            f.append(cf.bptt_grad(x, y, q, c, steps=20)[2])
+        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-3, atol=1e-7)
+
+
+def test_integer_and_float_spiking_networks_agree():
+    """Same weights: the integer spiking free phase and the float spiking one (no rounding)
+    end with close rates; stated tolerance: mean |difference| < 0.03 of the rate range."""
+    c = replace(TINY, leak_shift=3, membrane_frac_bits=6, weight_frac_bits=9, free_steps=200, drive_bits=24,
+                membrane_bits=28)
+    X, _ = _images(8)
+    p = conv.init_params(c)
+    r_int = conv.infer(X, p, c).state.rates(c)
+    fp = cf.FParams.from_int(p, c)
+    x = cf.float_input(X, c)
+    d, i0 = cf.input_drive(x, fp, c)
+    stf = cf.run_phase(cf.FState.zeros(8, c, i0), d, fp, c, c.free_steps, spiking=True)
+    for ri, rf in zip(r_int, stf.rates()):
+        assert np.abs(ri / 2**c.rate_bits - rf).mean() < 0.03
+
+
+# -- training -----------------------------------------------------------------------------
+SMALL = replace(TINY, conv_channels=(4, 8), w_init=(600, 60, 60, 120), w_shifts=(13, 13, 12, 11),
+                b_shifts=(11, 11, 9, 9), free_steps=24, nudge_steps=8, batch_size=8)
+
+
+def test_resume_is_bit_exact_and_checksummed(tmp_path):
+    X, y = _images(32)
+    run = conv_train.fresh(SMALL, "int")
+    for i in range(0, 32, 8):
+        conv_train.train_step(run, SMALL, X[i:i + 8], y[i:i + 8])
+    ck = conv_train.fresh(SMALL, "int")
+    for i in range(0, 16, 8):
+        conv_train.train_step(ck, SMALL, X[i:i + 8], y[i:i + 8])
+    ck.position = 16
+    conv_train.save(ck, tmp_path / "a.npz")
+    back = conv_train.load(tmp_path / "a.npz", SMALL, "int")
+    assert back.position == 16 and back.streams == ck.streams
+    for i in range(16, 32, 8):
+        conv_train.train_step(back, SMALL, X[i:i + 8], y[i:i + 8])
+    assert all(np.array_equal(a, b) for a, b in zip(back.params.w + back.params.b, run.params.w + run.params.b))
+    raw = bytearray((tmp_path / "a.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "b.npz").write_bytes(bytes(raw))
+    with pytest.raises(conv_train.ConvCheckpointError):
+        conv_train.load(tmp_path / "b.npz")
+    with pytest.raises(conv_train.ConvCheckpointError):
+        conv_train.load(tmp_path / "a.npz", replace(SMALL, seed=2))
+
+
+def test_fit_stops_and_resumes(tmp_path, monkeypatch):
+    import eqfpga.golden.conv_train as ct
+
+    tr = data.load("train")
+    small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,
+                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120))
+    ck = ct.fit(small, tmp_path, 1, mode="int", train_samples=64, test_samples=32, max_seconds=0.0,
+                progress=False, log=lambda *a: None)
+    assert ck.epoch == 0 and ck.position == 16
+    ck = ct.fit(small, tmp_path, 1, mode="int", resume=True, train_samples=64, test_samples=32,
+                progress=False, log=lambda *a: None)
+    assert ck.epoch == 1 and (tmp_path / "history.json").is_file()
+    ref = ct.fit(small, tmp_path / "ref", 1, mode="int", train_samples=64, test_samples=32,
+                 progress=False, log=lambda *a: None)
+    assert all(np.array_equal(a, b) for a, b in zip(ck.params.w, ref.params.w))

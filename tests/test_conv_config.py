@@ -1,0 +1,83 @@
+from dataclasses import replace
+
+import pytest
+
+from eqfpga.config import ConfigError
+from eqfpga.conv_config import (ConvConfig, conv_config_from_dict, conv_config_to_toml, load_conv_config,
+                                shipped_conv_configs)
+
+
+def test_shipped_conv_configs_load_and_round_trip(tmp_path):
+    names = shipped_conv_configs()
+    assert {"conv_mnist", "conv_fashion"} <= set(names)
+    for name in names:
+        c = load_conv_config(name)
+        assert c.layers[-1].out_shape == (c.outputs,)
+        p = tmp_path / f"{name}.toml"
+        p.write_text(conv_config_to_toml(c))
+        assert load_conv_config(p) == c
+        assert conv_config_from_dict(c.to_dict()).model_hash == c.model_hash
+
+
+def test_geometry_of_the_2c2fc_network():
+    c = load_conv_config("conv_mnist")
+    shapes = [ly.out_shape for ly in c.layers]
+    assert shapes == [(16, 12, 12), (32, 4, 4), (128,), (10,)]
+    assert c.layers[1].weight_shape == (32, 16, 5, 5) and c.layers[2].weight_shape == (512, 128)
+    assert c.pool_shift == 2
+
+
+def test_worst_case_widths_hand_computed():
+    c = ConvConfig(name="w")
+    w = c.widths
+    # conv 1 accumulator: 4 positions x 25 taps x 255 x (-2048 .. 2047)
+    assert (w["acc"].lo, w["acc"].hi) == (4 * 25 * 255 * -2048, 4 * 25 * 255 * 2047)
+    # layer 2 drive: conv of 400 spikes pooled (>> 2), feedback 128 x w, bias
+    lo = ((4 * 400 * -2048) >> 2) + 128 * -2048 - 8192
+    assert w["drive_2"].lo == lo
+    assert w["membrane"].lo == w["drive"].lo << c.membrane_frac_bits
+
+
+def test_overflowing_conv_config_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match=r"drive_bits = 16 cannot hold the worst-case drive range"):
+        ConvConfig(name="bad", drive_bits=16)
+    with pytest.raises(ConfigError, match=r"acc_bits"):
+        ConvConfig(name="bad", acc_bits=20)
+    with pytest.raises(ConfigError, match=r"update_bits"):
+        ConvConfig(name="bad", batch_size=64, update_bits=32)
+    with pytest.raises(ConfigError, match=r"membrane_bits"):
+        ConvConfig(name="bad", membrane_bits=22)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"image_size": 27}, "not divisible by pool"),
+    ({"kernel": 30}, "smaller than"),
+    ({"pool": 3}, "power of two"),
+    ({"pooling": "median"}, "pooling must be"),
+    ({"w_shifts": (15, 15, 14)}, "one entry per weight layer"),
+    ({"w_shifts": (18, 15, 14, 13)}, "LFSR"),
+    ({"w_init": (5000, 1, 1, 1)}, "weight maximum"),
+    ({"conv_channels": ()}, "at least one convolution"),
+    ({"leak_shift": 3}, "leak_shift"),
+])
+def test_bad_values_refused(kwargs, msg):
+    with pytest.raises(ConfigError, match=msg):
+        ConvConfig(name="bad", **kwargs)
+
+
+def test_toml_lists_become_tuples_and_unknown_keys_refused(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('name = "x"\n[network]\nconv_channels = [8, 16]\n')
+    c = load_conv_config(p)
+    assert c.conv_channels == (8, 16) and hash(c)
+    p.write_text('name = "x"\n[network]\nchannels = [8]\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_conv_config(p)
+    with pytest.raises(ConfigError, match="unknown conv configuration"):
+        load_conv_config("nope")
+
+
+def test_lr_decay_raises_shifts_up_to_the_lfsr_width():
+    c = replace(load_conv_config("conv_mnist"), lr_decay_epochs=2)
+    assert c.at_epoch(0) == c
+    assert c.at_epoch(5).w_shifts == tuple(min(17, s + 2) for s in c.w_shifts)

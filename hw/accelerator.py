@@ -360,11 +360,13 @@ class Accelerator(wiring.Component):
         b_g = Signal(range(G + 1))
         b_issue = Signal()
         b_v1, b_j1, b_fb1 = Signal(), Signal.like(b_j), Signal(drive_s)
+        b_l1, b_g1 = Signal.like(b_l), Signal.like(b_g)
         m.d.comb += b_issue.eq(step_run & (b_j < H) & (a_groups > b_g))
         with m.If(busy):
             m.d.comb += [d_rd.addr.eq(b_j), s_rd.addr.eq(b_j), b1_rd.addr.eq(b_j)]
         fbq_sel = Array(Array(fbq[b]) for b in range(2))
-        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l])]
+        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l]),
+                     b_l1.eq(b_l), b_g1.eq(b_g)]
         with m.If(b_issue):
             m.d.sync += b_j.eq(b_j + 1)
             with m.If(b_l == P - 1):
@@ -393,17 +395,19 @@ class Accelerator(wiring.Component):
                          lane_in.nudge.eq(phase != Phase.FREE), lane_in.target.eq(c_k == label)]
         m.d.comb += nu.negate.eq(phase == Phase.MINUS)
         # Who each result belongs to, delayed by the lane's latency.
-        tag = data.StructLayout({"out": 1, "idx": range(max(H, Y))})
+        # A hidden neuron's lane and group travel with it: no divider by P on the way back.
+        tag = data.StructLayout({"out": 1, "idx": range(max(H, Y)), "lane": range(P),
+                                 "group": range(G + 1)})
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
-        m.d.comb += [tags[0].out.eq(~b_v1), tags[0].idx.eq(Mux(b_v1, b_j1, c_k))]
+        m.d.comb += [tags[0].out.eq(~b_v1), tags[0].idx.eq(Mux(b_v1, b_j1, c_k)),
+                     tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
         m.d.sync += [tags[d + 1].eq(tags[d]) for d in range(lat)]
         res = nu.o.payload[0]
         res_tag = tags[lat]
-        r_lane = Signal(range(P))
-        r_group = Signal(range(G))
-        m.d.comb += [r_lane.eq(res_tag.idx % P), r_group.eq(res_tag.idx // P)]
+        r_lane, r_group = res_tag.lane, res_tag.group
         h_done = Signal(range(H + 1))
         y_done = Signal(range(Y + 1))
+        best, best_v = Signal(range(Y)), Signal(mem_s)   # argmax of this step's output membranes
         with m.If(nu.o.valid & ~res_tag.out):
             m.d.comb += [s_wr.addr.eq(res_tag.idx), s_wr.en.eq(1),
                          s_wr.data.v.eq(res.v), s_wr.data.phi.eq(res.phi)]
@@ -428,6 +432,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += rb_y[k_out].eq(res.rate)
             with m.If(phase == Phase.FREE):
                 m.d.sync += counts[k_out].eq(counts[k_out] + res.spike)
+            # Running argmax over the outputs as they arrive in ascending order (lowest index
+            # on ties): one comparison a cycle instead of a chain of Y.
+            with m.If((k_out == 0) | (res.v > best_v)):
+                m.d.sync += [best.eq(k_out), best_v.eq(res.v)]
 
         step_end = Signal()
         m.d.comb += step_end.eq(step_run & (y_done == Y))
@@ -456,16 +464,6 @@ class Accelerator(wiring.Component):
                 stmts.append(record.eq(0))
             return stmts
 
-        # Argmax of the output membranes (lowest index on ties), latched after the free phase.
-        best = Signal(range(Y))
-        best_v = v_y[0]
-        best_expr = Const(0, range(Y))
-        for k in range(1, Y):
-            better = v_y[k] > best_v
-            best_expr = Mux(better, k, best_expr)
-            best_v = Mux(better, v_y[k], best_v)
-        m.d.comb += best.eq(best_expr)
-
         rn_a = c.symmetric_nudge      # symmetric: rn = rates A (+beta), rf = rates B (-beta)
 
         # -- sequencer -----------------------------------------------------------------------
@@ -487,6 +485,7 @@ class Accelerator(wiring.Component):
         u_k1 = Signal(range(Y))
         u_j = Signal(range(H + 1))
         u_lane1 = Signal(range(P))
+        u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_drain = Signal(range(4))
 
         with m.FSM():
@@ -613,17 +612,22 @@ class Accelerator(wiring.Component):
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):
-                        m.d.sync += [u_j.eq(0), u_drain.eq(0)]
+                        m.d.sync += [u_j.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
                         m.next = "UPD_B1"
 
             with m.State("UPD_B1"):
+                # u_j = u_bg * P + u_bl, counted rather than divided.
                 read = Signal()
                 m.d.comb += [read.eq(u_j < H), b1_rd.addr.eq(u_j),
-                             ra_rd.addr.eq(u_j // P), rb_rd.addr.eq(u_j // P)]
-                m.d.sync += [u_v1.eq(read), u_lane1.eq(u_j % P), u_addr[1].eq(u_j),
+                             ra_rd.addr.eq(u_bg), rb_rd.addr.eq(u_bg)]
+                m.d.sync += [u_v1.eq(read), u_lane1.eq(u_bl), u_addr[1].eq(u_j),
                              u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
+                    with m.If(u_bl == P - 1):
+                        m.d.sync += [u_bl.eq(0), u_bg.eq(u_bg + 1)]
+                    with m.Else():
+                        m.d.sync += u_bl.eq(u_bl + 1)
                 m.d.comb += up_b1.i.valid.eq(u_v1)
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))

@@ -12,16 +12,16 @@ SMALL = Config(name="tiny", inputs=16, hidden=8, input_bits=4, free_steps=8, nud
                input_shift=4, w1_init=8, w2_init=8)
 
 
-def test_small_network_builds_for_icebreaker(tmp_path):
-    board = targets.get_board("icebreaker")
+def test_small_network_builds_for_ulx3s(tmp_path):
+    board = targets.get_board("ulx3s-85f")
     r = build.build(board, tmp_path, config=SMALL, lanes=1, cycles={"inference": 1000, "training": 2500})
-    assert r["bitstream"] and (tmp_path / "eqfpga.bin").stat().st_size > 0
+    assert r["bitstream"] and (tmp_path / "eqfpga.bit").stat().st_size > 0
     u = r["utilization"]
-    assert 0 < u["LUT"]["used"] <= u["LUT"]["available"] == 5280
-    assert u["SPRAM"]["used"] == 4          # W1 in SPRAM even for a small network
-    assert r["fmax"] >= board.target_hz / 1e6
+    assert 0 < u["LUT"]["used"] <= u["LUT"]["available"] == 83640
+    assert 0 < u["FF"]["used"] <= u["FF"]["available"]
+    assert r["fmax"] > 0
     assert r["inferences_per_second"] == pytest.approx(r["fmax"] * 1e6 / 1000)
-    assert json.loads((tmp_path / "build_report.json").read_text())["board"] == "icebreaker"
+    assert json.loads((tmp_path / "build_report.json").read_text())["board"] == "ulx3s-85f"
     assert "Fmax" in build.format_report(r)
 
 

@@ -138,6 +138,10 @@ class HostLink(wiring.Component):
         info = Array(Const(b, 8) for b in g.info())
         pixel = Signal(range(c.inputs + 1))
 
+        fetch = Signal(range(3))       # cycles the buffer address has been held
+        buf_q = Signal(8)
+        m.d.sync += buf_q.eq(buf_rd.data)
+
         def read_buffer(i):
             m.d.comb += buf_rd.addr.eq(i)
 
@@ -237,42 +241,48 @@ class HostLink(wiring.Component):
                         with m.If(n != 4):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += idx.eq(0)
-                            read_buffer(0)
+                            m.d.sync += [idx.eq(0), fetch.eq(0)]
                             m.next = "SHIFTS"
                     with m.Case(Cmd.WRITE):
                         with m.If((n < 11 + wb)):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += [idx.eq(0), rem.eq(n - 11), count.eq(0)]
-                            read_buffer(0)
+                            m.d.sync += [idx.eq(0), fetch.eq(0), rem.eq(n - 11), count.eq(0)]
                             m.next = "HASH"
                     with m.Case(Cmd.READ):
                         with m.If(n != 4):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += idx.eq(0)
-                            read_buffer(0)
+                            m.d.sync += [idx.eq(0), fetch.eq(0)]
                             m.next = "READ_ARGS"
                     with m.Case(Cmd.CLASSIFY, Cmd.TRAIN):
                         training = cmd == Cmd.TRAIN
                         with m.If(n != c.inputs + training):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            read_buffer(0)
-                            m.d.sync += [idx.eq(training), pixel.eq(0)]
+                            m.d.sync += [idx.eq(0), fetch.eq(0), pixel.eq(0)]
                             m.next = "LABEL"
                     with m.Default():
                         nak(Error.UNKNOWN_COMMAND)
 
+            # Executing states read the frame buffer one byte at a time: the address (idx)
+            # is held for three cycles and the byte is used from a register (buf_q), so the
+            # block RAM's slow output never feeds logic directly (a path that limited Fmax).
+            def consume():
+                """Within ``state``: a context that runs once buf_q holds buffer[idx]."""
+                read_buffer(idx)
+                with m.If(fetch != 2):
+                    m.d.sync += fetch.eq(fetch + 1)
+                return m.If(fetch == 2)
+
             # SHIFTS: four bytes, each at most LFSR_BITS, all or nothing.
             with m.State("SHIFTS"):
-                read_buffer(idx + 1)
-                m.d.sync += [idx.eq(idx + 1), small[idx[:2]].eq(buf_rd.data)]
-                with m.If(buf_rd.data > LFSR_BITS):
-                    nak(Error.BAD_SHIFT)
-                with m.Elif(idx == 3):
-                    m.next = "SHIFTS_SET"
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1), small[idx[:2]].eq(buf_q)]
+                    with m.If(buf_q > LFSR_BITS):
+                        nak(Error.BAD_SHIFT)
+                    with m.Elif(idx == 3):
+                        m.next = "SHIFTS_SET"
             with m.State("SHIFTS_SET"):
                 m.d.sync += [shifts[i].eq(small[i]) for i in range(4)]
                 reply(Cmd.SHIFTS | 0x80)
@@ -280,23 +290,23 @@ class HostLink(wiring.Component):
             # WRITE: model hash, then sel and addr, then the word count by repeated
             # subtraction (no divider), then the words.
             with m.State("HASH"):
-                read_buffer(idx + 1)
-                m.d.sync += idx.eq(idx + 1)
-                with m.If(buf_rd.data != model_hash[idx[:3]]):
-                    nak(Error.WRONG_MODEL)
-                with m.Elif(idx == 7):
-                    m.next = "W_SEL"
-            with m.State("W_SEL"):
-                read_buffer(idx + 1)
-                m.d.sync += [sel.eq(buf_rd.data), idx.eq(idx + 1)]
-                m.next = "W_ADDR0"
-            with m.State("W_ADDR0"):
-                read_buffer(idx + 1)
-                m.d.sync += [addr[:8].eq(buf_rd.data), idx.eq(idx + 1)]
-                m.next = "W_ADDR1"
-            with m.State("W_ADDR1"):
-                m.d.sync += addr[8:].eq(buf_rd.data)
-                m.next = "W_COUNT"
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
+                    with m.If(buf_q != model_hash[idx[:3]]):
+                        nak(Error.WRONG_MODEL)
+                    with m.Elif(idx == 7):
+                        m.next = "W_HEADER"
+            with m.State("W_HEADER"):
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
+                    with m.Switch(idx):
+                        with m.Case(8):
+                            m.d.sync += sel.eq(buf_q)
+                        with m.Case(9):
+                            m.d.sync += addr[:8].eq(buf_q)
+                        with m.Default():
+                            m.d.sync += addr[8:].eq(buf_q)
+                            m.next = "W_COUNT"
             with m.State("W_COUNT"):
                 with m.If(rem >= wb):
                     m.d.sync += [rem.eq(rem - wb), count.eq(count + 1)]
@@ -305,17 +315,15 @@ class HostLink(wiring.Component):
                 with m.Elif(addr + count > depth):
                     nak(Error.BAD_ADDRESS)
                 with m.Else():
-                    read_buffer(11)
                     m.d.sync += [idx.eq(11), word_i.eq(0)]
                     m.next = "W_BYTES"
             with m.State("W_BYTES"):
-                read_buffer(idx + 1)
-                m.d.sync += [idx.eq(idx + 1), word_i.eq(word_i + 1),
-                             word.eq(Cat(word[8:], buf_rd.data))]
-                with m.If(word_i == wb - 1):
-                    m.next = "W_PORT"
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1), word_i.eq(word_i + 1),
+                                 word.eq(Cat(word[8:], buf_q))]
+                    with m.If(word_i == wb - 1):
+                        m.next = "W_PORT"
             with m.State("W_PORT"):
-                read_buffer(idx)
                 m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.we.eq(1),
                              acc.port.wdata.eq(word)]
                 m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), word_i.eq(0)]
@@ -326,18 +334,18 @@ class HostLink(wiring.Component):
 
             # READ: sel, addr, n; then the reply streams words read through the port.
             with m.State("READ_ARGS"):
-                read_buffer(idx + 1)
-                m.d.sync += idx.eq(idx + 1)
-                with m.Switch(idx):
-                    with m.Case(0):
-                        m.d.sync += sel.eq(buf_rd.data)
-                    with m.Case(1):
-                        m.d.sync += addr[:8].eq(buf_rd.data)
-                    with m.Case(2):
-                        m.d.sync += addr[8:].eq(buf_rd.data)
-                    with m.Case(3):
-                        m.d.sync += count.eq(buf_rd.data)
-                        m.next = "READ_CHECK"
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
+                    with m.Switch(idx):
+                        with m.Case(0):
+                            m.d.sync += sel.eq(buf_q)
+                        with m.Case(1):
+                            m.d.sync += addr[:8].eq(buf_q)
+                        with m.Case(2):
+                            m.d.sync += addr[8:].eq(buf_q)
+                        with m.Default():
+                            m.d.sync += count.eq(buf_q)
+                            m.next = "READ_CHECK"
             with m.State("READ_CHECK"):
                 with m.If((count == 0) | (count > MAX_READ)):
                     nak(Error.BAD_LENGTH)
@@ -350,24 +358,24 @@ class HostLink(wiring.Component):
 
             # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
             with m.State("LABEL"):
-                read_buffer(idx)
                 with m.If(cmd == Cmd.TRAIN):
-                    with m.If(buf_rd.data >= c.outputs):
-                        nak(Error.BAD_LABEL)
-                    with m.Else():
-                        m.d.sync += small[15].eq(buf_rd.data)
-                        m.next = "PIXELS"
+                    with consume():
+                        m.d.sync += [fetch.eq(0), idx.eq(1)]
+                        with m.If(buf_q >= c.outputs):
+                            nak(Error.BAD_LABEL)
+                        with m.Else():
+                            m.d.sync += small[15].eq(buf_q)
+                            m.next = "PIXELS"
                 with m.Else():
+                    m.d.sync += idx.eq(0)
                     m.next = "PIXELS"
             with m.State("PIXELS"):
-                # buf_rd holds byte idx (read issued last cycle); offer it until taken.
-                read_buffer(idx)
-                m.d.comb += [acc.pixels.payload.eq(buf_rd.data), acc.pixels.valid.eq(1)]
-                with m.If(acc.pixels.ready):
-                    read_buffer(idx + 1)
-                    m.d.sync += [idx.eq(idx + 1), pixel.eq(pixel + 1)]
-                    with m.If(pixel == c.inputs - 1):
-                        m.next = "START"
+                with consume():
+                    m.d.comb += [acc.pixels.payload.eq(buf_q), acc.pixels.valid.eq(1)]
+                    with m.If(acc.pixels.ready):
+                        m.d.sync += [fetch.eq(0), idx.eq(idx + 1), pixel.eq(pixel + 1)]
+                        with m.If(pixel == c.inputs - 1):
+                            m.next = "START"
             with m.State("START"):
                 m.d.comb += [acc.start.eq(1), acc.train.eq(cmd == Cmd.TRAIN),
                              acc.label.eq(small[15])]

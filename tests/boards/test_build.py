@@ -1,5 +1,6 @@
 """`eqfpga build` with the real YoWASP toolchain on a small network, and its failure messages."""
 
+import dataclasses
 import json
 
 import pytest
@@ -13,15 +14,19 @@ SMALL = Config(name="tiny", inputs=16, hidden=8, input_bits=4, free_steps=8, nud
 
 
 def test_small_network_builds_for_ulx3s(tmp_path):
-    board = targets.get_board("ulx3s-85f")
-    r = build.build(board, tmp_path, config=SMALL, lanes=1, cycles={"inference": 1000, "training": 2500})
-    assert r["bitstream"] and (tmp_path / "eqfpga.bit").stat().st_size > 0
+    """The real flow on a small network. Its target clock is set out of reach, so the one build
+    shows both the report and the missed-timing error (the 80 MHz goal for the board's own
+    network is measured by bench/board_builds.py)."""
+    board = dataclasses.replace(targets.get_board("ulx3s-85f"), target_hz=900e6)
+    with pytest.raises(BoardError, match=r"timing not met, Fmax [0-9.]+ MHz < target 900 MHz"):
+        build.build(board, tmp_path, config=SMALL, lanes=1, cycles={"inference": 1000, "training": 2500})
+    r = json.loads((tmp_path / "build_report.json").read_text())
+    assert r["board"] == "ulx3s-85f" and r["bitstream"] and (tmp_path / "eqfpga.bit").stat().st_size > 0
     u = r["utilization"]
     assert 0 < u["LUT"]["used"] <= u["LUT"]["available"] == 83640
     assert 0 < u["FF"]["used"] <= u["FF"]["available"]
-    assert r["fmax"] > 0
+    assert r["fmax"] >= 40
     assert r["inferences_per_second"] == pytest.approx(r["fmax"] * 1e6 / 1000)
-    assert json.loads((tmp_path / "build_report.json").read_text())["board"] == "ulx3s-85f"
     assert "Fmax" in build.format_report(r)
 
 

@@ -295,6 +295,24 @@ def cmd_plot(a) -> dict:
     return {"plot": str(a.out), "samples": len(x), "pairs": int(len(dt)), "curve": curve}
 
 
+def cmd_conv_train(a) -> dict:
+    from eqfpga.conv_config import load_conv_config
+    from eqfpga.golden import conv_train
+    c = load_conv_config(a.config)
+    out = a.out or Path("runs") / f"{c.name}-{a.mode}"
+    try:
+        ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, dataset=a.dataset,
+                            data_dir=a.data, train_samples=a.train_samples,
+                            test_samples=a.test_samples, progress=not a.quiet)
+    except conv_train.ConvCheckpointError as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    print(f"checkpoint: {out / 'last.npz'}")
+    return {"config": c.name, "mode": a.mode, "checkpoint": str(out / "last.npz"),
+            "history": ck.history}
+
+
 def _bar(enabled: bool):
     from contextlib import nullcontext
 
@@ -340,6 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("conv-train", help="train the convolutional spiking EP network "
+                                          "(golden model, float or integer; resumable)")
+    p.add_argument("--config", "-c", default="conv_mnist", help="conv configuration name or TOML path")
+    p.add_argument("--mode", choices=["int", "float"], default="int")
+    _data_args(p)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG-MODE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
+    p.add_argument("--train-samples", type=int, default=None)
+    p.add_argument("--test-samples", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_conv_train)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (default: the shipped one)")
     p.add_argument("checkpoint", nargs="?", type=Path, default=None)

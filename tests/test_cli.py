@@ -110,3 +110,12 @@ def test_simulate_reports_agreement(tmp_path, capsys):
 def test_simulate_bad_arguments_are_one_line_errors(args, message):
     r = run("simulate", "--quiet", *args)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr
+
+
+def test_conv_train_and_resume(tmp_path, capsys):
+    out = tmp_path / "conv"
+    args = ["conv-train", "--train-samples", "16", "--test-samples", "16", "--out", str(out), "--quiet"]
+    assert main(args + ["--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["history"][0]["epoch"] == 1
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    assert (out / "last.npz").exists()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["ConfigError", "Config", "Width", "load_config", "shipped_configs", "LFSR_BITS"]
+__all__ = ["ConfigError", "Config", "NeuronFormats", "Width", "load_config", "shipped_configs", "LFSR_BITS"]
 
 #: Width of the stochastic-rounding LFSR (see :mod:`eqfpga.golden.lfsr`); a learning shift
 #: may use at most this many random bits.
@@ -66,8 +66,36 @@ def _signed_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+class NeuronFormats:
+    """The neuron's derived fixed-point formats, shared by every configuration that has
+    ``weight_frac_bits``, ``rate_bits``, ``membrane_frac_bits`` and ``beta_shift``."""
+
+    @property
+    def one(self) -> int:
+        """Drive units of a rate of 1.0."""
+        return 1 << self.weight_frac_bits
+
+    @property
+    def rate_max(self) -> int:
+        return (1 << self.rate_bits) - 1
+
+    @property
+    def spike_threshold(self) -> int:
+        """The sigma-delta accumulator fires when it reaches this value."""
+        return 1 << self.rate_bits
+
+    @property
+    def rate_shift(self) -> int:
+        return self.membrane_frac_bits + self.weight_frac_bits - self.rate_bits
+
+    @property
+    def nudge_shift(self) -> int:
+        """Nudge = (target - R) >> nudge_shift drive units, i.e. beta = 2**-beta_shift."""
+        return self.beta_shift + self.rate_bits - self.weight_frac_bits
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(NeuronFormats):
     """Network shape, fixed-point formats, phases and learning rule of one design."""
 
     name: str
@@ -105,30 +133,7 @@ class Config:
     def __post_init__(self):
         self._validate()
 
-    # -- derived formats ------------------------------------------------------------------
-    @property
-    def one(self) -> int:
-        """Drive units of a rate of 1.0."""
-        return 1 << self.weight_frac_bits
-
-    @property
-    def rate_max(self) -> int:
-        return (1 << self.rate_bits) - 1
-
-    @property
-    def spike_threshold(self) -> int:
-        """The sigma-delta accumulator fires when it reaches this value."""
-        return 1 << self.rate_bits
-
-    @property
-    def rate_shift(self) -> int:
-        return self.membrane_frac_bits + self.weight_frac_bits - self.rate_bits
-
-    @property
-    def nudge_shift(self) -> int:
-        """Nudge = (target - R) >> nudge_shift drive units, i.e. beta = 2**-beta_shift."""
-        return self.beta_shift + self.rate_bits - self.weight_frac_bits
-
+    # -- derived formats (neuron formats: NeuronFormats) -------------------------------
     @property
     def weight_range(self) -> tuple[int, int]:
         return _signed_range(self.weight_bits)
@@ -261,9 +266,10 @@ _KNOWN_SECTIONS = {
 
 
 def shipped_configs() -> dict[str, Path]:
-    """Names and paths of the configurations shipped in ``configs/``."""
+    """Names and paths of the fully connected configurations shipped in ``configs/`` (the
+    convolutional ones, ``conv_*.toml``, are :func:`eqfpga.conv_config.shipped_conv_configs`)."""
     folder = Path(str(resources.files("eqfpga.configs")))
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+    return {p.stem: p for p in sorted(folder.glob("*.toml")) if not p.stem.startswith("conv_")}
 
 
 def load_config(name_or_path: str | Path) -> Config:

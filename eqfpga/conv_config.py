@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
-from eqfpga.config import LFSR_BITS, ConfigError, Width, bits_for
+from eqfpga.config import LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for
 
 __all__ = ["ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
            "shipped_conv_configs", "FLOAT64_EXACT_BITS"]
@@ -66,7 +66,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class ConvConfig:
+class ConvConfig(NeuronFormats):
     """Geometry, fixed-point formats, phases and learning rule of the convolutional network."""
 
     name: str
@@ -113,27 +113,7 @@ class ConvConfig:
                 object.__setattr__(self, name, tuple(v))
         self._validate()
 
-    # -- neuron formats (same names as eqfpga.config.Config) ------------------------------
-    @property
-    def one(self) -> int:
-        return 1 << self.weight_frac_bits
-
-    @property
-    def rate_max(self) -> int:
-        return (1 << self.rate_bits) - 1
-
-    @property
-    def spike_threshold(self) -> int:
-        return 1 << self.rate_bits
-
-    @property
-    def rate_shift(self) -> int:
-        return self.membrane_frac_bits + self.weight_frac_bits - self.rate_bits
-
-    @property
-    def nudge_shift(self) -> int:
-        return self.beta_shift + self.rate_bits - self.weight_frac_bits
-
+    # -- formats beyond the neuron's (NeuronFormats) -------------------------------------
     @property
     def pool_shift(self) -> int:
         """log2 of the pooling window (``pool * pool`` positions): average = sum >> pool_shift."""

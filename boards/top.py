@@ -6,7 +6,8 @@ virtual board (Verilator drives the pins).
 """
 
 from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
+from amaranth.build import ResourceError
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from eqfpga.config import Config
@@ -69,12 +70,15 @@ class PlatformTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.top = top = self.top
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.uart_rx.eq(rx.i), tx.o.eq(top.uart_tx)]
         for i in range(LED_BITS):
             try:
-                led = platform.request("led", i)
-            except Exception:       # a board with fewer LEDs shows fewer bits
+                led = platform.request("led", i, dir="-")
+            except ResourceError:       # a board with fewer LEDs shows fewer bits
                 break
-            m.d.comb += led.o.eq(top.leds[i])
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(top.leds[i])
         return m

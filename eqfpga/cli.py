@@ -138,10 +138,10 @@ def _test_images(c, a):
         if a.images < 1:
             raise UserError(f"--images must be at least 1, not {a.images}")
         images, labels = images[:a.images], labels[:a.images]
-    if images.shape[1] != c.inputs:
-        side = int(round(c.inputs ** 0.5))
-        if side * side != c.inputs:
-            raise UserError(f"configuration {c.name!r} takes {c.inputs} inputs; the test images "
+    if images.shape[1] != c.pixels:
+        side = int(round(c.pixels ** 0.5))
+        if side * side != c.pixels:
+            raise UserError(f"configuration {c.name!r} takes {c.pixels}-pixel images; the test images "
                             f"have {images.shape[1]} pixels and cannot be resized to that")
         images = data.downsample(images, side)
     return images, labels.astype(int)

@@ -8,7 +8,9 @@ RTL read them.
 
 Number formats (all integers):
 
-- input ``x``: ``input_bits`` unsigned, ``x = pixel >> (8 - input_bits)``.
+- input ``x``: ``input_bits`` unsigned, ``x = pixel >> (8 - input_bits)``, of the ``inputs``
+  pixels left of a square image of ``pixels`` once ``crop`` pixels are dropped at every border
+  (MNIST's 4-pixel border is nearly always blank: dropping it frees three fifths of W1).
 - weights ``W1`` (inputs x hidden), ``W2`` (hidden x outputs): ``weight_bits`` signed. A rate of
   1.0 fed through a weight ``w`` adds ``w`` to the drive; ``2**weight_frac_bits`` drive units
   are the rate 1.0 (``ONE``).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -103,6 +106,7 @@ class Config(NeuronFormats):
     inputs: int = 784
     hidden: int = 128
     outputs: int = 10
+    crop: int = 0   # pixels dropped at each border of a square image before the first layer
     # fixed point
     input_bits: int = 8
     weight_bits: int = 8
@@ -132,6 +136,20 @@ class Config(NeuronFormats):
 
     def __post_init__(self):
         self._validate()
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of an input image: ``inputs``, or the square of side ``sqrt(inputs) + 2 crop``
+        whose border of ``crop`` pixels is dropped (row-major; the kept pixels in order are
+        the ``inputs`` inputs)."""
+        if not self.crop:
+            return self.inputs
+        return (math.isqrt(self.inputs) + 2 * self.crop) ** 2
+
+    @property
+    def image_side(self) -> int:
+        """Side of the (square) input image, when ``crop`` is set."""
+        return math.isqrt(self.pixels)
 
     # -- derived formats (neuron formats: NeuronFormats) -------------------------------
     @property
@@ -163,8 +181,10 @@ class Config(NeuronFormats):
 
     @property
     def model_hash(self) -> str:
-        """SHA-256 over everything that changes what the network computes (not its name)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        """SHA-256 over everything that changes what the network computes (not its name).
+        ``crop`` enters only when set, so configurations made before it keep their hash."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")
+             and not (k == "crop" and v == 0)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     # -- validation -----------------------------------------------------------------------
@@ -183,11 +203,13 @@ class Config(NeuronFormats):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
                      "beta_shift", "w1_shift", "w2_shift", "b1_shift", "b2_shift",
-                     "w1_init", "w2_init", "seed", "lr_decay_epochs"):
+                     "w1_init", "w2_init", "seed", "lr_decay_epochs", "crop"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(isinstance(self.symmetric_nudge, bool),
              f"symmetric_nudge must be true or false, got {self.symmetric_nudge!r}")
         need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
+        need(not self.crop or math.isqrt(self.inputs) ** 2 == self.inputs,
+             f"crop needs a square input window: inputs = {self.inputs} is not a square")
         need(self.input_bits <= 8, f"input_bits must be <= 8 (pixels are 8 bit), got {self.input_bits}")
         need(self.weight_bits >= 2, "weight_bits must be >= 2")
         need(self.bias_bits >= self.weight_bits,
@@ -255,7 +277,7 @@ def _worst_case(c: Config) -> dict[str, Width]:
 
 
 _KNOWN_SECTIONS = {
-    "network": ("inputs", "hidden", "outputs"),
+    "network": ("inputs", "hidden", "outputs", "crop"),
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift",
                     "drive_bits", "membrane_bits"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eqfpga.config import Config
+from eqfpga.golden import network
 from eqfpga.golden.network import Params
 
 
@@ -70,7 +71,7 @@ def _relax(v_h, v_y, drive_h, p: FloatParams, c: Config, steps: int, target=None
 
 def infer(pixels: np.ndarray, p: FloatParams, c: Config):
     """Free phase; returns (prediction, v_h, v_y, drive_h)."""
-    x = np.atleast_2d(pixels).astype(np.float64) / 256.0
+    x = np.atleast_2d(network.crop_input(pixels, c)).astype(np.float64) / 256.0
     drive_h = x @ p.w1
     z_h = np.zeros((len(x), c.hidden)); z_y = np.zeros((len(x), c.outputs))
     v_h, v_y = _relax(z_h, z_y, drive_h, p, c, c.free_steps)
@@ -80,7 +81,7 @@ def infer(pixels: np.ndarray, p: FloatParams, c: Config):
 def train_sample(pixels: np.ndarray, label: int, p: FloatParams, c: Config) -> int:
     """One per-sample EP step in float; returns the free-phase prediction."""
     s = Scales.of(c)
-    x = pixels.astype(np.float64)[None, :] / 256.0
+    x = network.crop_input(pixels, c).astype(np.float64)[None, :] / 256.0
     pred, v_h, v_y, drive_h = infer(pixels, p, c)
     rf_h, rf_y = np.clip(v_h, 0, 1)[0], np.clip(v_y, 0, 1)[0]
     target = np.zeros((1, c.outputs)); target[0, label] = 1.0

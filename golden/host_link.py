@@ -31,8 +31,8 @@ INFO 0x01   (none)                                                protocol versi
 WRITE 0x02  model hash (8), sel, addr (2), n words (word bytes    (none)
             each)
 READ 0x03   sel, addr (2), n (1..:data:`MAX_READ`)                n words
-CLASSIFY 04 ``inputs`` pixels                                     prediction, ``outputs`` spike counts
-TRAIN 0x05  label, ``inputs`` pixels                              prediction, ``outputs`` spike counts
+CLASSIFY 04 ``pixels`` pixels                                     prediction, ``outputs`` spike counts
+TRAIN 0x05  label, ``pixels`` pixels                              prediction, ``outputs`` spike counts
 SHIFTS 0x06 w1, w2, b1, b2 learning shifts                        (none)
 COUNTERS 07 (none)                                                frames, CRC errors, dropped bytes,
                                                                   samples (4 bytes each)
@@ -252,7 +252,7 @@ class Device:
                                   for i in range(count)))
         if cmd in (Cmd.CLASSIFY, Cmd.TRAIN):
             training = cmd == Cmd.TRAIN
-            if n != c.inputs + training:
+            if n != c.pixels + training:
                 return nak(Error.BAD_LENGTH)
             label = payload[0] if training else 0
             if label >= c.outputs:

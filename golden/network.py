@@ -74,12 +74,23 @@ def init_params(c: Config) -> Params:
                   np.zeros(c.hidden, np.int64), np.zeros(c.outputs, np.int64))
 
 
-def quantize_input(pixels: np.ndarray, c: Config) -> np.ndarray:
-    """8-bit pixels -> ``input_bits`` unsigned: ``pixel >> (8 - input_bits)``."""
+def crop_input(pixels: np.ndarray, c: Config) -> np.ndarray:
+    """The ``inputs`` pixels of images of ``c.pixels`` pixels: their border of ``c.crop``
+    pixels dropped (row-major order kept)."""
     pixels = np.asarray(pixels)
-    if pixels.shape[-1] != c.inputs:
-        raise ValueError(f"images have {pixels.shape[-1]} pixels, config {c.name!r} expects {c.inputs}")
-    return pixels.astype(np.int64) >> (8 - c.input_bits)
+    if pixels.shape[-1] != c.pixels:
+        raise ValueError(f"images have {pixels.shape[-1]} pixels, config {c.name!r} expects {c.pixels}")
+    if not c.crop:
+        return pixels
+    side, k = c.image_side, c.crop
+    square = pixels.reshape(*pixels.shape[:-1], side, side)
+    return square[..., k:side - k, k:side - k].reshape(*pixels.shape[:-1], c.inputs)
+
+
+def quantize_input(pixels: np.ndarray, c: Config) -> np.ndarray:
+    """8-bit pixels -> ``input_bits`` unsigned: ``pixel >> (8 - input_bits)``, after
+    :func:`crop_input`."""
+    return crop_input(pixels, c).astype(np.int64) >> (8 - c.input_bits)
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -101,7 +101,8 @@ class Accelerator(wiring.Component):
     Members
     -------
     pixels : ``In(stream.Signature(8))``
-        The image, ``config.inputs`` 8-bit pixels in order, accepted while idle
+        The image, ``config.pixels`` 8-bit pixels in order (the border of ``config.crop``
+        pixels is dropped on arrival), accepted while idle
         (``ready`` is high) until the image is complete (``image_ready``).
     image_ready : ``Out(1)``
         A whole image has been received and not yet used.
@@ -263,19 +264,33 @@ class Accelerator(wiring.Component):
         m.d.sync += self.done.eq(0)
 
         # -- image load (idle) ---------------------------------------------------------------
-        n_pix = Signal(range(N + 1))
+        NP = c.pixels      # pixels streamed per image; the N inputs are those inside the crop
+        n_pix = Signal(range(NP + 1))
         nnz = Signal(range(N + 1))
         base_in = Signal(row_bits + 1)
         x_in = Signal(c.input_bits)
-        m.d.comb += [self.image_ready.eq(n_pix == N),
-                     self.pixels.ready.eq(~busy & (n_pix != N)),
+        inside = Signal(init=1)
+        m.d.comb += [self.image_ready.eq(n_pix == NP),
+                     self.pixels.ready.eq(~busy & (n_pix != NP)),
                      x_in.eq(self.pixels.payload >> (8 - c.input_bits)),
                      img_wr.addr.eq(nnz), img_wr.data.base.eq(base_in), img_wr.data.x.eq(x_in)]
+        if c.crop:
+            # Row and column of the pixel arriving; border pixels are counted, not kept.
+            side, k = c.image_side, c.crop
+            row, col = Signal(range(side)), Signal(range(side))
+            m.d.comb += inside.eq((row >= k) & (row < side - k) & (col >= k) & (col < side - k))
+            with m.If(self.pixels.valid & self.pixels.ready):
+                with m.If(col == side - 1):
+                    m.d.sync += [col.eq(0), row.eq(Mux(row == side - 1, 0, row + 1))]
+                with m.Else():
+                    m.d.sync += col.eq(col + 1)
         with m.If(self.pixels.valid & self.pixels.ready):
-            m.d.sync += [n_pix.eq(n_pix + 1), base_in.eq(base_in + G)]
-            with m.If(x_in != 0):
-                m.d.comb += img_wr.en.eq(1)
-                m.d.sync += nnz.eq(nnz + 1)
+            m.d.sync += n_pix.eq(n_pix + 1)
+            with m.If(inside):
+                m.d.sync += base_in.eq(base_in + G)
+                with m.If(x_in != 0):
+                    m.d.comb += img_wr.en.eq(1)
+                    m.d.sync += nnz.eq(nnz + 1)
 
         # -- host port (idle) ----------------------------------------------------------------
         port = self.port
@@ -490,7 +505,7 @@ class Accelerator(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start & (n_pix == N)):
+                with m.If(self.start & (n_pix == NP)):
                     m.d.sync += [busy.eq(1), training.eq(self.train), label.eq(self.label),
                                  shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
                                  dg.eq(0), dn.eq(0), dl.eq(0), s_h_prev.eq(0), s_y_prev.eq(0)]

@@ -136,7 +136,7 @@ class HostLink(wiring.Component):
             m.d.comb += depth.eq(Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]])
         model_hash = Array(Const(b, 8) for b in g.model_hash)
         info = Array(Const(b, 8) for b in g.info())
-        pixel = Signal(range(c.inputs + 1))
+        pixel = Signal(range(c.pixels + 1))
 
         fetch = Signal(range(3))       # cycles the buffer address has been held
         buf_q = Signal(8)
@@ -257,7 +257,7 @@ class HostLink(wiring.Component):
                             m.next = "READ_ARGS"
                     with m.Case(Cmd.CLASSIFY, Cmd.TRAIN):
                         training = cmd == Cmd.TRAIN
-                        with m.If(n != c.inputs + training):
+                        with m.If(n != c.pixels + training):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0), pixel.eq(0)]
@@ -374,7 +374,7 @@ class HostLink(wiring.Component):
                     m.d.comb += [acc.pixels.payload.eq(buf_q), acc.pixels.valid.eq(1)]
                     with m.If(acc.pixels.ready):
                         m.d.sync += [fetch.eq(0), idx.eq(idx + 1), pixel.eq(pixel + 1)]
-                        with m.If(pixel == c.inputs - 1):
+                        with m.If(pixel == c.pixels - 1):
                             m.next = "START"
             with m.State("START"):
                 m.d.comb += [acc.start.eq(1), acc.train.eq(cmd == Cmd.TRAIN),

@@ -51,7 +51,7 @@ def amaranth_run(c, lanes: int, images: np.ndarray, params, *, progress=None,
                          np.array([r.spike_counts for r in runs], np.int64),
                          np.array([r.cycles for r in runs], np.int64),
                          np.array([r.spikes for r in runs], np.int64),
-                         clock or int(sum(r.cycles for r in runs) + len(runs) * (c.inputs + 2)),
+                         clock or int(sum(r.cycles for r in runs) + len(runs) * (c.pixels + 2)),
                          seconds, seconds, 1)
 
 

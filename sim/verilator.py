@@ -92,7 +92,7 @@ def _sources(c: Config, lanes: int, kind: str, design: str | None = None,
     ``extra``: more sources (cell models)."""
     os.environ.update(verilog.tool_env())
     g = _geometry(c, lanes)
-    params = {"INPUTS": c.inputs, "MAX_SAMPLES": MAX_SAMPLES,
+    params = {"INPUTS": c.pixels, "MAX_SAMPLES": MAX_SAMPLES,
               "MAX_PARAMS": c.inputs * (c.hidden // lanes) + (c.outputs + 1) * (c.hidden // lanes)
               + c.hidden + c.outputs + 4,
               "CLASS_BITS": g["class_bits"], "COUNT_BITS": g["count_bits"] * c.outputs,

@@ -88,3 +88,14 @@ def test_nudge_range_covers_both_signs(beta_shift):
     values = [neuron.nudge(r, np.full_like(r, t), c, sign) for t in (0, 1) for sign in (1, -1)]
     w = c.widths["nudge"]
     assert min(v.min() for v in values) == w.lo and max(v.max() for v in values) == w.hi
+
+
+def test_crop_keeps_a_square_window():
+    from eqfpga.config import Config, ConfigError
+    c = Config(name="c", inputs=400, crop=4, hidden=32)
+    assert (c.pixels, c.image_side) == (784, 28)
+    assert Config(name="c", hidden=32).pixels == 784
+    with pytest.raises(ConfigError, match="inputs = 401 is not a square"):
+        Config(name="c", inputs=401, crop=1, hidden=32)
+    # crop enters the model hash only when set: older configurations keep theirs
+    assert Config(name="c", hidden=32).model_hash != Config(name="c", inputs=400, crop=4, hidden=32).model_hash

@@ -91,3 +91,13 @@ def test_params_check(small_config):
         p.check(c)
     with pytest.raises(ValueError, match="shape"):
         Params(p.w1[:, :5], p.w2, p.b1, p.b2).check(c)
+
+
+def test_crop_input_drops_the_border_row_major():
+    from eqfpga.config import Config
+    c = Config(name="c", inputs=4, crop=1, hidden=4, w1_init=4, w2_init=4)
+    img = np.arange(16).reshape(1, 16)            # 4x4, the inside is 5 6 / 9 10
+    assert network.crop_input(img, c).tolist() == [[5, 6, 9, 10]]
+    assert network.quantize_input(img * 16, c).tolist() == [[80 >> 0, 96, 144, 160]]
+    with pytest.raises(ValueError, match="expects 16"):
+        network.crop_input(np.zeros((1, 4)), c)

@@ -29,12 +29,17 @@ CONFIGS = {
                                             free_steps=8, nudge_steps=4, symmetric_nudge=True,
                                             w1_init=200, w2_init=150, w1_shift=8, w2_shift=12,
                                             b1_shift=4, b2_shift=4, seed=4), 3),
+    "8x8 cropped to 6x6/P4/symmetric": (Config(name="d", inputs=36, crop=1, hidden=16,
+                                                free_steps=10, nudge_steps=5, symmetric_nudge=True,
+                                                input_shift=7, w1_init=30, w2_init=20,
+                                                w1_shift=11, w2_shift=13, b1_shift=6, b2_shift=6,
+                                                seed=6), 4),
 }
 
 
 def _images(c: Config, n: int, offset: int = 0):
     split = data.load("train")
-    size = int(round(c.inputs ** 0.5))
+    size = int(round(c.pixels ** 0.5))
     return (data.downsample(split.images[offset:offset + n], size),
             split.labels[offset:offset + n].astype(int))
 

@@ -40,7 +40,8 @@ def cmd_info(a) -> dict:
     print(f"eqfpga {__version__}  configuration {c.name!r}  model hash {c.model_hash[:16]}")
     if c.description:
         print(f"  {c.description}")
-    print(f"  network {c.inputs}-{c.hidden}-{c.outputs}, {c.weight_bits}-bit weights "
+    crop = f" ({c.image_side}x{c.image_side} images, {c.crop}-pixel border dropped)" if c.crop else ""
+    print(f"  network {c.inputs}-{c.hidden}-{c.outputs}{crop}, {c.weight_bits}-bit weights "
           f"({weight_bytes / 1024:.1f} KiB), phases free {c.free_steps} / nudged {c.nudge_steps} steps")
     print(f"  {'quantity':<16}{'bits':>5}  {'signed':<7}{'worst-case range'}")
     for k, w in c.widths.items():

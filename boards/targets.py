@@ -28,13 +28,22 @@ class Board:
     spram: bool = False           #: W1 in iCE40 SPRAM
     description: str = ""
     resources: dict = field(default_factory=dict)   #: what the device has, for the report
+    #: ``(connector, rx pin, tx pin)`` for a board whose platform defines no UART
+    uart_pins: tuple | None = None
 
     def make_platform(self):
         module, cls = self.platform.split(":")
         try:
-            return getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)()
+            platform = getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)()
         except (ImportError, AttributeError) as e:
             raise BoardError(f"board {self.name!r}: amaranth-boards has no {self.platform}") from e
+        if self.uart_pins:
+            from amaranth.build import Attrs
+            from amaranth_boards.resources import UARTResource
+            conn, rx, tx = self.uart_pins
+            platform.add_resources([UARTResource(0, rx=rx, tx=tx, conn=conn,
+                                                 attrs=Attrs(IO_TYPE="LVCMOS33"))])
+        return platform
 
     @property
     def family(self) -> str:
@@ -57,7 +66,8 @@ register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target
                resources={"LUT": 83640, "FF": 83640, "EBR": 208, "DSP": 156}))
 register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "up5k", lanes=8,
                target_hz=48e6, description="OrangeCrab r0.2, ECP5 LFE5U-25F (UART on the feather pins)",
-               resources={"LUT": 24288, "FF": 24288, "EBR": 56, "DSP": 28}))
+               resources={"LUT": 24288, "FF": 24288, "EBR": 56, "DSP": 28},
+               uart_pins=(("io", 0), "0", "1")))   # Feather RX/TX: a 3.3 V USB-serial adapter
 
 
 def get_board(name: str) -> Board:

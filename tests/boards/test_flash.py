@@ -42,3 +42,17 @@ def test_absent_board_is_reported(tmp_path, monkeypatch, capsys):
 def test_unknown_board(capsys):
     assert main(["flash", "--board", "de0-nano-x"]) == 2
     assert "unknown board 'de0-nano-x'; known: icebreaker" in capsys.readouterr().err
+
+
+def test_orangecrab_gets_a_uart_on_its_feather_pins():
+    from eqfpga.boards.build import design
+    from eqfpga.boards.top import PlatformTop
+    from eqfpga.config import Config
+    small = Config(name="tiny", inputs=16, hidden=8, input_bits=4, free_steps=8, nudge_steps=4,
+                   input_shift=4, w1_init=8, w2_init=8)
+    board = targets.get_board("orangecrab-25f")
+    platform = board.make_platform()
+    plan = platform.build(PlatformTop(design(board, platform.default_clk_frequency, small, 1)),
+                          do_build=False)
+    lpf = plan.files["top.lpf"]
+    assert 'LOCATE COMP "uart_0__rx__io" SITE "N17"' in lpf and 'SITE "M18"' in lpf

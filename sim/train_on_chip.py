@@ -57,6 +57,10 @@ def _port_epoch(c, ck, x, y, order, port, bar):
     return params, Streams(*(lfsr.position_of(s & lfsr.PERIOD) for s in states)), preds, None, None
 
 
+def _test_accuracy(te, params, c: Config) -> float:
+    return float(np.mean(network.predict(te.images, params, c)[0] == te.labels))
+
+
 def train_on_chip(c: Config, out: Path, epochs: int, *, sim: str = "verilator", port: str | None = None,
                   lanes: int = 8, train_samples: int | None = None, test_samples: int | None = None,
                   dataset: str = "mnist", data_dir=None, check: bool = True, progress: bool = True) -> dict:
@@ -88,8 +92,9 @@ def train_on_chip(c: Config, out: Path, epochs: int, *, sim: str = "verilator", 
             entry.update({"weights_equal_golden": not diff, "differences": len(diff),
                           "first_differences": [list(map(str, d)) for d in diff[:10]],
                           "streams_equal_golden": streams == g_streams,
-                          "predictions_equal_golden": bool((preds == g_preds).all())})
-        entry["test_accuracy"] = float(np.mean(network.predict(te.images, params, c)[0] == te.labels))
+                          "predictions_equal_golden": bool((preds == g_preds).all()),
+                          "golden_test_accuracy": _test_accuracy(te, g_params, c)})
+        entry["test_accuracy"] = _test_accuracy(te, params, c)
         history.append(entry)
         ck = checkpoint.Checkpoint(c, params, streams, epoch=ck.epoch + 1, position=0,
                                    samples_seen=ck.samples_seen + len(order), history=history,

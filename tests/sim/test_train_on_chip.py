@@ -14,6 +14,7 @@ def test_on_chip_training_matches_golden(tmp_path, capsys):
     assert "weights, LFSRs and predictions equal golden" in capsys.readouterr().out
     e = json.loads((tmp_path / "t.json").read_text())["history"][0]
     assert e["weights_equal_golden"] and e["differences"] == 0 and e["samples"] == 60
+    assert e["test_accuracy"] == e["golden_test_accuracy"]
     ck = checkpoint.load(out / "last.npz")
     assert ck.epoch == 1 and ck.samples_seen == 60
 

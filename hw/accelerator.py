@@ -15,16 +15,19 @@ Organisation (``P`` lanes, ``G = hidden / P`` groups of hidden neurons):
   ``k``'s forward sum from those ``P`` neurons.
 - **Image**: the pixel stream is quantised on arrival and only non-zero pixels are kept, as
   (row address ``i*G``, ``x``) in ascending ``i`` (the order the W1 update draws in).
-- **Hidden neurons**: input drive ``D`` and state (``v``, ``phi``) in RAMs of ``hidden``
-  entries, updated one per cycle by a single pipelined :class:`~eqfpga.hw.neuron.NeuronUnit`
-  lane; rates needed by the update are saved in two ``P``-wide RAMs. Output neurons live in
-  registers and use the same lane after the hidden ones.
+- **Neurons**: input drive ``D`` of the hidden neurons, state (``v``, ``phi``) and biases of
+  all neurons in RAMs with the hidden neurons first (entry ``j``) and the outputs after them
+  (entry ``hidden + k``), updated one per cycle by a single pipelined
+  :class:`~eqfpga.hw.neuron.NeuronUnit` lane; rates needed by the update are saved in two
+  ``P``-wide RAMs (hidden) and two small ones (outputs). Only the outputs' forward sums and
+  free-phase spike counts live in registers.
 
 One time step: the W2 loop (``G x outputs`` reads) accumulates the feedback of group ``g``
-and hands it over through a double buffer to the hidden pass, which overlaps it; then the
-output pass; then the new spikes replace the old (all neurons see the spikes of the previous
-step, as in the golden model). A training sample runs the free phase, the nudged phase(s) and
-the four update loops, each in the golden draw order (:mod:`eqfpga.golden.ep_update`).
+and hands it over through a double buffer to the neuron pass, which overlaps it and, once the
+loop is done, goes on with the outputs; then the new spikes replace the old (all neurons see
+the spikes of the previous step, as in the golden model). A training sample runs the free
+phase, the nudged phase(s) and the update loops (W1, W2, then both biases), each in the golden
+draw order (:mod:`eqfpga.golden.ep_update`).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -208,11 +211,10 @@ class Accelerator(wiring.Component):
         m.submodules.w2 = w2mem = memory.Memory(shape=word, depth=Y * G,
                                                 init=init["w2"] if init else [])
         w2_rd, w2_wr = w2mem.read_port(), w2mem.write_port()
-        m.submodules.b1 = b1mem = memory.Memory(shape=bshape, depth=H,
-                                                init=init["b1"] if init else [])
-        b1_rd, b1_wr = b1mem.read_port(), b1mem.write_port()
-        b2 = Array(Signal(bshape, name=f"b2_{k}", init=init["b2"][k] if init else 0)
-                   for k in range(Y))
+        # b1 then b2: entry j < H is b1[j], entry H + k is b2[k].
+        m.submodules.bias = bmem = memory.Memory(shape=bshape, depth=H + Y,
+                                                 init=init["b1"] + init["b2"] if init else [])
+        b_rd, b_wr = bmem.read_port(), bmem.write_port()
         row_bits = bits_for(0, max(0, (N - 1) * G))[0]
         pix = data.StructLayout({"base": unsigned(row_bits), "x": unsigned(c.input_bits)})
         m.submodules.image = image = memory.Memory(shape=pix, depth=N, init=[])
@@ -220,15 +222,18 @@ class Accelerator(wiring.Component):
         m.submodules.drive = dmem = memory.Memory(shape=drive_s, depth=H, init=[])
         d_rd, d_wr = dmem.read_port(), dmem.write_port()
         vp = data.StructLayout({"v": mem_s, "phi": phi_s})
-        m.submodules.state = smem = memory.Memory(shape=vp, depth=H, init=[])
+        # Neuron j < H is hidden neuron j, neuron H + k is output k.
+        m.submodules.state = smem = memory.Memory(shape=vp, depth=H + Y, init=[])
         s_rd, s_wr = smem.read_port(), smem.write_port()
         # Rates at the end of the two phases the update compares (see _record below).
         m.submodules.rate_a = ra_mem = memory.Memory(shape=rates, depth=G, init=[])
         m.submodules.rate_b = rb_mem = memory.Memory(shape=rates, depth=G, init=[])
         ra_rd, ra_wr = ra_mem.read_port(), ra_mem.write_port(granularity=1)
         rb_rd, rb_wr = rb_mem.read_port(), rb_mem.write_port(granularity=1)
-        ra_y = Array(Signal(rate_s, name=f"ra_y{k}") for k in range(Y))
-        rb_y = Array(Signal(rate_s, name=f"rb_y{k}") for k in range(Y))
+        m.submodules.rate_a_y = ray_mem = memory.Memory(shape=rate_s, depth=Y, init=[])
+        m.submodules.rate_b_y = rby_mem = memory.Memory(shape=rate_s, depth=Y, init=[])
+        ray_rd, ray_wr = ray_mem.read_port(), ray_mem.write_port()
+        rby_rd, rby_wr = rby_mem.read_port(), rby_mem.write_port()
 
         # -- arithmetic units ----------------------------------------------------------------
         m.submodules.neuron = nu = NeuronUnit(config=c, lanes=1, nudge=True)
@@ -303,10 +308,8 @@ class Accelerator(wiring.Component):
                 m.d.comb += port.rdata.eq(w1.rdata)
             with m.Case(Tensor.W2):
                 m.d.comb += port.rdata.eq(w2_rd.data.as_value())
-            with m.Case(Tensor.B1):
-                m.d.comb += port.rdata.eq(b1_rd.data)
-            with m.Case(Tensor.B2):
-                m.d.comb += port.rdata.eq(b2[addr1])
+            with m.Case(Tensor.B1, Tensor.B2):
+                m.d.comb += port.rdata.eq(b_rd.data)
             with m.Case(Tensor.LFSR):
                 m.d.comb += port.rdata.eq(lfsr_states[addr1[:2]])
         with m.If(~busy):
@@ -316,24 +319,27 @@ class Accelerator(wiring.Component):
                          w2_rd.addr.eq(port.addr), w2_wr.addr.eq(port.addr),
                          w2_wr.data.eq(port.wdata[:P * c.weight_bits]),
                          w2_wr.en.eq(wr & (port.sel == Tensor.W2)),
-                         b1_rd.addr.eq(port.addr), b1_wr.addr.eq(port.addr),
-                         b1_wr.data.eq(port.wdata), b1_wr.en.eq(wr & (port.sel == Tensor.B1))]
-            with m.If(wr & (port.sel == Tensor.B2)):
-                m.d.sync += b2[port.addr].eq(port.wdata)
+                         b_wr.data.eq(port.wdata),
+                         b_wr.en.eq(wr & ((port.sel == Tensor.B1) | (port.sel == Tensor.B2)))]
+            b_addr = Mux(port.sel == Tensor.B2, H + port.addr, port.addr)
+            m.d.comb += [b_rd.addr.eq(b_addr), b_wr.addr.eq(b_addr)]
             for idx, name in enumerate(("w1", "w2", "b1", "b2")):
                 m.d.comb += gens[name].seed.eq(port.wdata[:LFSR_BITS])
                 with m.If(wr & (port.sel == Tensor.LFSR) & (port.addr == idx)):
                     m.d.comb += gens[name].load.eq(1)
 
-        # -- the time step: W2 loop (A), hidden pass (B), output pass (C) --------------------
-        s_h_prev, s_h_next = Signal(H), Signal(H)
+        # -- the time step: W2 loop (A), then the neuron pass (B) --------------------------
+        # Hidden spikes as G words of P lanes: A reads a group's word, results fill one.
+        s_h_prev = Array(Signal(P, name=f"s_h_prev{g}") for g in range(G))
+        s_h_next = Array(Signal(P, name=f"s_h_next{g}") for g in range(G))
+        s_h_lanes = Signal(max(P - 1, 1))     # lanes 0 .. P-2 of the group coming back
         s_y_prev, s_y_next = Signal(Y), Signal(Y)
-        v_y = Array(Signal(mem_s, name=f"v_y{k}") for k in range(Y))
-        phi_y = Array(Signal(phi_s, name=f"phi_y{k}") for k in range(Y))
         fwd = Array(Signal(drive_s, name=f"fwd{k}") for k in range(Y))
         fb = [Signal(drive_s, name=f"fb{l}") for l in range(P)]
         fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(2)]
         step_run = Signal()      # a step is in progress
+        first_step = Signal()    # the sample's first step: every state starts at zero
+        m.d.comb += first_step.eq((phase == Phase.FREE) & (step == 0))
         record = Signal(2)       # 0: no, 1: save rates in A, 2: in B (set for a phase's last step)
 
         # A: issue W2 reads in (g, k) order, then accumulate.
@@ -353,15 +359,20 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
         wrow = w2_rd.data
-        spiked = s_h_prev.bit_select(a_g1 * P, P)
+        spiked = s_h_prev[a_g1]
         lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
         fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
         for l in range(P):
             m.d.comb += fb_new[l].eq(Mux(a_k1 == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_k1, 1),
                                                                     wrow[l], 0))
+        # Group 0 starts each output's forward sum afresh: no clearing between steps.
+        fwd_new = Signal(drive_s)
+        m.d.comb += fwd_new.eq(Mux(a_g1 == 0, 0, fwd[a_k1]) + lane_sum)
+        for k in range(Y):
+            with m.If(a_v1 & (a_k1 == k)):
+                m.d.sync += fwd[k].eq(fwd_new)
         with m.If(a_v1):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
-            m.d.sync += fwd[a_k1].eq(fwd[a_k1] + lane_sum)
             with m.If(a_last1):
                 m.d.sync += a_groups.eq(a_groups + 1)
                 with m.If(a_g1[0]):
@@ -369,98 +380,93 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += [fbq[0][l].eq(fb_new[l]) for l in range(P)]
 
-        # B: hidden neurons one per cycle through the neuron lane, once their group is ready.
-        b_j = Signal(range(H + 1))
+        # B: the neurons one per cycle through the neuron lane in index order: hidden neuron
+        # j once its group's feedback is ready, then output k (neuron H + k) once A is done.
+        b_j = Signal(range(H + Y + 1))
         b_l = Signal(range(P))
         b_g = Signal(range(G + 1))
+        b_k = Signal(range(Y + 1))
+        b_out = Signal()
         b_issue = Signal()
-        b_v1, b_j1, b_fb1 = Signal(), Signal.like(b_j), Signal(drive_s)
-        b_l1, b_g1 = Signal.like(b_l), Signal.like(b_g)
-        m.d.comb += b_issue.eq(step_run & (b_j < H) & (a_groups > b_g))
+        b_v1, b_j1, b_fb1, b_out1 = Signal(), Signal.like(b_j), Signal(drive_s), Signal()
+        b_l1, b_g1, b_k1 = Signal.like(b_l), Signal.like(b_g), Signal(range(Y))
+        m.d.comb += [b_out.eq(b_j >= H),
+                     b_issue.eq(step_run & Mux(b_out, (b_k < Y) & (a_groups == G),
+                                               a_groups > b_g))]
         with m.If(busy):
-            m.d.comb += [d_rd.addr.eq(b_j), s_rd.addr.eq(b_j), b1_rd.addr.eq(b_j)]
+            m.d.comb += [d_rd.addr.eq(b_j), s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
         fbq_sel = Array(Array(fbq[b]) for b in range(2))
         m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l]),
-                     b_l1.eq(b_l), b_g1.eq(b_g)]
+                     b_l1.eq(b_l), b_g1.eq(b_g), b_k1.eq(b_k), b_out1.eq(b_out)]
         with m.If(b_issue):
             m.d.sync += b_j.eq(b_j + 1)
-            with m.If(b_l == P - 1):
+            with m.If(b_out):
+                m.d.sync += b_k.eq(b_k + 1)
+            with m.Elif(b_l == P - 1):
                 m.d.sync += [b_l.eq(0), b_g.eq(b_g + 1), b_groups.eq(b_groups + 1)]
             with m.Else():
                 m.d.sync += b_l.eq(b_l + 1)
 
-        # C: output neurons, after the hidden pass has issued its last neuron.
-        c_k = Signal(range(Y + 1))
-        c_issue = Signal()
-        c_run = Signal()
-        m.d.comb += c_issue.eq(step_run & c_run & (c_k < Y))
-        with m.If(c_issue):
-            m.d.sync += c_k.eq(c_k + 1)
-
-        # The shared neuron lane: B's hidden neurons, or C's outputs (never in the same cycle).
         lane_in = nu.i.payload[0]
-        drive_h = Signal(drive_s)
-        m.d.comb += drive_h.eq(d_rd.data + b1_rd.data + b_fb1)
-        with m.If(b_v1):
-            m.d.comb += [nu.i.valid.eq(1), lane_in.drive.eq(drive_h),
-                         lane_in.v.eq(s_rd.data.v), lane_in.phi.eq(s_rd.data.phi)]
-        with m.Elif(c_issue):
-            m.d.comb += [nu.i.valid.eq(1), lane_in.drive.eq(fwd[c_k] + b2[c_k]),
-                         lane_in.v.eq(v_y[c_k]), lane_in.phi.eq(phi_y[c_k]),
-                         lane_in.nudge.eq(phase != Phase.FREE), lane_in.target.eq(c_k == label)]
+        m.d.comb += [nu.i.valid.eq(b_v1),
+                     lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
+                     lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
+                     lane_in.drive.eq(b_rd.data + Mux(b_out1, fwd[b_k1], d_rd.data + b_fb1)),
+                     lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
+                     lane_in.target.eq(b_k1 == label)]
         m.d.comb += nu.negate.eq(phase == Phase.MINUS)
         # Who each result belongs to, delayed by the lane's latency.
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
-        tag = data.StructLayout({"out": 1, "idx": range(max(H, Y)), "lane": range(P),
-                                 "group": range(G + 1)})
+        tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
+                                 "group": range(G + 1), "k": range(Y)})
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
-        m.d.comb += [tags[0].out.eq(~b_v1), tags[0].idx.eq(Mux(b_v1, b_j1, c_k)),
+        m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
                      tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
         m.d.sync += [tags[d + 1].eq(tags[d]) for d in range(lat)]
         res = nu.o.payload[0]
         res_tag = tags[lat]
         r_lane, r_group = res_tag.lane, res_tag.group
-        h_done = Signal(range(H + 1))
         y_done = Signal(range(Y + 1))
         best, best_v = Signal(range(Y)), Signal(mem_s)   # argmax of this step's output membranes
-        with m.If(nu.o.valid & ~res_tag.out):
+        with m.If(nu.o.valid):
             m.d.comb += [s_wr.addr.eq(res_tag.idx), s_wr.en.eq(1),
                          s_wr.data.v.eq(res.v), s_wr.data.phi.eq(res.phi)]
-            m.d.sync += [s_h_next.bit_select(res_tag.idx, 1).eq(res.spike),
-                         spikes.eq(spikes + res.spike), h_done.eq(h_done + 1)]
+            m.d.sync += spikes.eq(spikes + res.spike)
+        with m.If(nu.o.valid & ~res_tag.out):
+            with m.If(r_lane == P - 1):
+                m.d.sync += s_h_next[r_group].eq(Cat(s_h_lanes[:P - 1], res.spike))
+            with m.Else():
+                m.d.sync += s_h_lanes.bit_select(r_lane, 1).eq(res.spike)
             with m.If(record == 1):
                 m.d.comb += [ra_wr.addr.eq(r_group), ra_wr.en.eq(1 << r_lane)]
             with m.If(record == 2):
                 m.d.comb += [rb_wr.addr.eq(r_group), rb_wr.en.eq(1 << r_lane)]
-            with m.If(h_done == H - 1):
-                m.d.sync += c_run.eq(1)
         m.d.comb += [ra_wr.data[l].eq(res.rate) for l in range(P)]
         m.d.comb += [rb_wr.data[l].eq(res.rate) for l in range(P)]
+        k_out = res_tag.k
+        m.d.comb += [ray_wr.addr.eq(k_out), ray_wr.data.eq(res.rate),
+                     rby_wr.addr.eq(k_out), rby_wr.data.eq(res.rate)]
         with m.If(nu.o.valid & res_tag.out):
-            k_out = res_tag.idx
-            m.d.sync += [v_y[k_out].eq(res.v), phi_y[k_out].eq(res.phi),
-                         s_y_next.bit_select(k_out, 1).eq(res.spike),
-                         spikes.eq(spikes + res.spike), y_done.eq(y_done + 1)]
-            with m.If(record == 1):
-                m.d.sync += ra_y[k_out].eq(res.rate)
-            with m.If(record == 2):
-                m.d.sync += rb_y[k_out].eq(res.rate)
-            with m.If(phase == Phase.FREE):
-                m.d.sync += counts[k_out].eq(counts[k_out] + res.spike)
+            m.d.sync += [s_y_next.bit_select(k_out, 1).eq(res.spike), y_done.eq(y_done + 1)]
+            m.d.comb += [ray_wr.en.eq(record == 1), rby_wr.en.eq(record == 2)]
             # Running argmax over the outputs as they arrive in ascending order (lowest index
             # on ties): one comparison a cycle instead of a chain of Y.
             with m.If((k_out == 0) | (res.v > best_v)):
                 m.d.sync += [best.eq(k_out), best_v.eq(res.v)]
+        for k in range(Y):
+            with m.If(self.start & ~busy & (n_pix == NP)):
+                m.d.sync += counts[k].eq(0)
+            with m.Elif(nu.o.valid & res_tag.out & (k_out == k) & (phase == Phase.FREE)):
+                m.d.sync += counts[k].eq(counts[k] + res.spike)
 
         step_end = Signal()
         m.d.comb += step_end.eq(step_run & (y_done == Y))
 
         def begin_step():
             return [step_run.eq(1), a_g.eq(0), a_k.eq(0), a_addr.eq(0), a_groups.eq(0),
-                    b_groups.eq(0), b_j.eq(0), b_l.eq(0), b_g.eq(0), c_k.eq(0), c_run.eq(0),
-                    h_done.eq(0), y_done.eq(0)] + [fwd[k].eq(0) for k in range(Y)]
+                    b_groups.eq(0), b_j.eq(0), b_l.eq(0), b_g.eq(0), b_k.eq(0), y_done.eq(0)]
 
-        m.d.comb += [self.trace.payload.phase.eq(phase), self.trace.payload.s_h.eq(s_h_next),
+        m.d.comb += [self.trace.payload.phase.eq(phase), self.trace.payload.s_h.eq(Cat(*s_h_next)),
                      self.trace.payload.s_y.eq(s_y_next)]
 
         # Which rates a phase's last step saves: one-sided EP compares (free, nudged),
@@ -495,11 +501,11 @@ class Accelerator(wiring.Component):
         u_slot = Signal()
         row_base, row_x = Signal(row_bits), Signal(c.input_bits)
         u_v1 = Signal()
-        u_addr = [Signal(range(max(N * G, Y * G, H, 1) + 1), name=f"u_addr{d}") for d in range(4)]
+        u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}") for d in range(4)]
         u_k = Signal(range(Y + 1))
-        u_k1 = Signal(range(Y))
-        u_j = Signal(range(H + 1))
+        u_j = Signal(range(H + Y + 1))
         u_lane1 = Signal(range(P))
+        u_out1 = Signal()
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_drain = Signal(range(4))
 
@@ -508,10 +514,9 @@ class Accelerator(wiring.Component):
                 with m.If(self.start & (n_pix == NP)):
                     m.d.sync += [busy.eq(1), training.eq(self.train), label.eq(self.label),
                                  shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
-                                 dg.eq(0), dn.eq(0), dl.eq(0), s_h_prev.eq(0), s_y_prev.eq(0)]
+                                 dg.eq(0), dn.eq(0), dl.eq(0), s_y_prev.eq(0)]
+                    m.d.sync += [s_h_prev[g].eq(0) for g in range(G)]
                     m.d.sync += [acc[l].eq(0) for l in range(P)]
-                    m.d.sync += [v_y[k].eq(0) for k in range(Y)] + [phi_y[k].eq(0) for k in range(Y)]
-                    m.d.sync += [counts[k].eq(0) for k in range(Y)]
                     m.next = "DRIVE"
 
             with m.State("DRIVE"):
@@ -540,7 +545,8 @@ class Accelerator(wiring.Component):
 
             with m.State("STEP"):
                 with m.If(step_end):
-                    m.d.sync += [s_h_prev.eq(s_h_next), s_y_prev.eq(s_y_next), step_run.eq(0)]
+                    m.d.sync += [s_y_prev.eq(s_y_next), step_run.eq(0)]
+                    m.d.sync += [s_h_prev[g].eq(s_h_next[g]) for g in range(G)]
                     m.d.comb += self.trace.valid.eq(1)
                     steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
                     with m.If(step + 1 < steps_now):
@@ -605,8 +611,9 @@ class Accelerator(wiring.Component):
                 # W2: columns k ascending, groups ascending (golden draw order).
                 read = Signal()
                 m.d.comb += [read.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
-                             ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
-                m.d.sync += [u_v1.eq(read), u_k1.eq(u_k), u_addr[1].eq(u_k * G + ug),
+                             ra_rd.addr.eq(ug), rb_rd.addr.eq(ug),
+                             ray_rd.addr.eq(u_k), rby_rd.addr.eq(u_k)]
+                m.d.sync += [u_v1.eq(read), u_addr[1].eq(u_k * G + ug),
                              u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
                 with m.If(read):
                     with m.If(ug == G - 1):
@@ -614,65 +621,54 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += ug.eq(ug + 1)
                 m.d.comb += up_w2.i.valid.eq(u_v1)
-                rn_y, rf_y = (ra_y, rb_y) if rn_a else (rb_y, ra_y)
+                rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
                 for l in range(P):
                     lane = up_w2.i.payload[l]
                     rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                     m.d.comb += [lane.w.eq(w2_rd.data[l]), lane.rn_h.eq(rn[l]),
-                                 lane.rf_h.eq(rf[l]), lane.rn_y.eq(rn_y[u_k1]),
-                                 lane.rf_y.eq(rf_y[u_k1])]
+                                 lane.rf_h.eq(rf[l]), lane.rn_y.eq(rn_y), lane.rf_y.eq(rf_y)]
                 with m.If(up_w2.o.valid):
                     m.d.comb += [w2_wr.addr.eq(u_addr[3]), w2_wr.en.eq(1),
                                  w2_wr.data.eq(up_w2.o.payload)]
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):
-                        m.d.sync += [u_j.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
-                        m.next = "UPD_B1"
+                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
+                        m.next = "UPD_B"
 
-            with m.State("UPD_B1"):
-                # u_j = u_bg * P + u_bl, counted rather than divided.
-                read = Signal()
-                m.d.comb += [read.eq(u_j < H), b1_rd.addr.eq(u_j),
-                             ra_rd.addr.eq(u_bg), rb_rd.addr.eq(u_bg)]
-                m.d.sync += [u_v1.eq(read), u_lane1.eq(u_bl), u_addr[1].eq(u_j),
+            with m.State("UPD_B"):
+                # b1 then b2, in the bias memory's order; u_j = u_bg * P + u_bl for b1 (counted
+                # rather than divided), u_j = H + u_k for b2.
+                read, u_out = Signal(), Signal()
+                m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
+                             ra_rd.addr.eq(u_bg), rb_rd.addr.eq(u_bg),
+                             ray_rd.addr.eq(u_k), rby_rd.addr.eq(u_k)]
+                m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl), u_addr[1].eq(u_j),
                              u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
-                    with m.If(u_bl == P - 1):
+                    with m.If(u_out):
+                        m.d.sync += u_k.eq(u_k + 1)
+                    with m.Elif(u_bl == P - 1):
                         m.d.sync += [u_bl.eq(0), u_bg.eq(u_bg + 1)]
                     with m.Else():
                         m.d.sync += u_bl.eq(u_bl + 1)
-                m.d.comb += up_b1.i.valid.eq(u_v1)
+                m.d.comb += [up_b1.i.valid.eq(u_v1 & ~u_out1), up_b2.i.valid.eq(u_v1 & u_out1)]
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
-                lane = up_b1.i.payload[0]
-                m.d.comb += [lane.w.eq(b1_rd.data), lane.rn.eq(rn_arr[u_lane1]),
-                             lane.rf.eq(rf_arr[u_lane1])]
-                with m.If(up_b1.o.valid):
-                    m.d.comb += [b1_wr.addr.eq(u_addr[3]), b1_wr.en.eq(1),
-                                 b1_wr.data.eq(up_b1.o.payload[0])]
+                rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
+                m.d.comb += [up_b1.i.payload[0].w.eq(b_rd.data),
+                             up_b1.i.payload[0].rn.eq(rn_arr[u_lane1]),
+                             up_b1.i.payload[0].rf.eq(rf_arr[u_lane1]),
+                             up_b2.i.payload[0].w.eq(b_rd.data),
+                             up_b2.i.payload[0].rn.eq(rn_y), up_b2.i.payload[0].rf.eq(rf_y)]
+                with m.If(up_b1.o.valid | up_b2.o.valid):
+                    m.d.comb += [b_wr.addr.eq(u_addr[3]), b_wr.en.eq(1),
+                                 b_wr.data.eq(Mux(up_b1.o.valid, up_b1.o.payload[0],
+                                                  up_b2.o.payload[0]))]
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):
-                        m.d.sync += [u_k.eq(0), u_drain.eq(0)]
-                        m.next = "UPD_B2"
-
-            with m.State("UPD_B2"):
-                read = Signal()
-                m.d.comb += read.eq(u_k < Y)
-                m.d.sync += [u_k1.eq(u_k), u_addr[1].eq(u_k), u_addr[2].eq(u_addr[1])]
-                with m.If(read):
-                    m.d.sync += u_k.eq(u_k + 1)
-                m.d.comb += up_b2.i.valid.eq(read)
-                rn_y, rf_y = (ra_y, rb_y) if rn_a else (rb_y, ra_y)
-                lane = up_b2.i.payload[0]
-                m.d.comb += [lane.w.eq(b2[u_k]), lane.rn.eq(rn_y[u_k]), lane.rf.eq(rf_y[u_k])]
-                with m.If(up_b2.o.valid):
-                    m.d.sync += b2[u_addr[2]].eq(up_b2.o.payload[0])
-                with m.If(~read):
-                    m.d.sync += u_drain.eq(u_drain + 1)
-                    with m.If(u_drain == 2):
                         m.next = "FINISH"
 
             with m.State("FINISH"):

@@ -153,11 +153,14 @@ class HostLink(wiring.Component):
             m.d.sync += small[0].eq(e)
             reply(NAK, 1)
 
+        # One CRC network for every byte sent that the CRC covers.
+        tx_crc_on = Signal()
+        with m.If(self.tx.valid & self.tx.ready & tx_crc_on):
+            m.d.sync += tx_crc.eq(crc16_byte(tx_crc, self.tx.payload))
+
         def emit(value, nxt, crc=True):
-            m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(1)]
+            m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(1), tx_crc_on.eq(crc)]
             with m.If(self.tx.ready):
-                if crc:
-                    m.d.sync += tx_crc.eq(crc16_byte(tx_crc, value))
                 m.next = nxt
 
         with m.FSM():
@@ -403,10 +406,10 @@ class HostLink(wiring.Component):
                 with m.Else():
                     emit(reply_len[8:], "P_SMALL")
             with m.State("P_SMALL"):
-                m.d.comb += [self.tx.payload.eq(small[out_i[:4]]), self.tx.valid.eq(1)]
+                m.d.comb += [self.tx.payload.eq(small[out_i[:4]]), self.tx.valid.eq(1),
+                             tx_crc_on.eq(1)]
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc16_byte(tx_crc, small[out_i[:4]])),
-                                 out_i.eq(out_i + 1)]
+                    m.d.sync += out_i.eq(out_i + 1)
                     with m.If(out_i + 1 == reply_len):
                         m.next = "C0"
             with m.State("P_READ"):
@@ -417,9 +420,9 @@ class HostLink(wiring.Component):
                     m.d.sync += [word.eq(acc.port.rdata), word_i.eq(0), addr.eq(addr + 1)]
                     m.next = "P_WORD"
             with m.State("P_WORD"):
-                m.d.comb += [self.tx.payload.eq(word[:8]), self.tx.valid.eq(1)]
+                m.d.comb += [self.tx.payload.eq(word[:8]), self.tx.valid.eq(1), tx_crc_on.eq(1)]
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc16_byte(tx_crc, word[:8])), word.eq(word >> 8),
+                    m.d.sync += [word.eq(word >> 8),
                                  word_i.eq(word_i + 1), out_i.eq(out_i + 1)]
                     with m.If(out_i + 1 == reply_len):
                         m.next = "C0"

@@ -25,7 +25,7 @@ def test_every_command_has_help(capsys):
 def test_info_prints_widths_and_json(tmp_path, capsys):
     assert main(["info", "--config", "up5k", "--json", str(tmp_path / "i.json")]) == 0
     out = capsys.readouterr().out
-    assert "membrane" in out and "784-" in out
+    assert "membrane" in out and "400-320-10" in out and "4-pixel border dropped" in out
     doc = json.loads((tmp_path / "i.json").read_text())
     assert doc["widths"]["drive"]["bits"] <= doc["config"]["drive_bits"]
 

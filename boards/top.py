@@ -52,7 +52,7 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.rx = rx = UARTReceiver(self._divisor)
         m.submodules.tx = tx = UARTTransmitter(self._divisor)
-        acc = Accelerator(config=self._config, lanes=self._lanes, spram=self._spram)
+        acc = Accelerator(config=self._config, lanes=self._lanes, spram=self._spram, trace=False)
         m.submodules.link = link = HostLink(acc, timeout=self._timeout)
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
                      link.rx.payload.eq(rx.data.payload), link.rx.valid.eq(rx.data.valid),

@@ -100,6 +100,8 @@ class Accelerator(wiring.Component):
         Initial LFSR stream positions (default: the configuration's seeds).
     spram : bool
         Put W1 in iCE40 SPRAM (see :class:`~eqfpga.hw.spram.SinglePortRAM`).
+    trace : bool
+        Have the :attr:`trace` port (simulation; it costs ``hidden`` flip-flops).
 
     Members
     -------
@@ -127,7 +129,8 @@ class Accelerator(wiring.Component):
     cycles, spikes : ``Out(32)``
         Cycles from ``start`` to ``done``; spikes (hidden and output, every phase) of the sample.
     trace : ``Out(valid_signature(StructLayout phase, s_h, s_y))``
-        Valid for one cycle at the end of every time step, with that step's spikes.
+        With ``trace``: valid for one cycle at the end of every time step, with that step's
+        spikes.
     port : host access to parameters while idle: ``sel`` (:class:`Tensor`), ``addr``,
         ``wdata``/``we`` (write this cycle), ``re`` (read: ``rdata`` valid with ``rvalid``
         one cycle later). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
@@ -135,7 +138,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, *, config: Config, lanes: int, params=None, streams: Streams | None = None,
-                 spram: bool = False):
+                 spram: bool = False, trace: bool = True):
         if not isinstance(config, Config):
             raise TypeError(f"Configuration must be a Config, not {config!r}")
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
@@ -152,6 +155,7 @@ class Accelerator(wiring.Component):
         self._params = params
         self._streams = streams or Streams.seeded(config)
         self._spram = spram
+        self._trace = trace
 
         c = config
         wb = c.weight_bits
@@ -160,7 +164,7 @@ class Accelerator(wiring.Component):
         shifts = data.StructLayout({"w1": shift, "w2": shift, "b1": shift, "b2": shift})
         self.word_bits = max(lanes * wb, c.bias_bits, LFSR_BITS)
         self.addr_depth = max(c.inputs * self._G, c.outputs * self._G, c.hidden, 4)
-        trace = data.StructLayout({"phase": Phase, "s_h": c.hidden, "s_y": c.outputs})
+        trace_layout = data.StructLayout({"phase": Phase, "s_h": c.hidden, "s_y": c.outputs})
         super().__init__({
             "pixels": In(stream.Signature(8)),
             "image_ready": Out(1),
@@ -175,7 +179,7 @@ class Accelerator(wiring.Component):
             "spike_counts": Out(data.ArrayLayout(self.count_shape, c.outputs)),
             "cycles": Out(32),
             "spikes": Out(32),
-            "trace": Out(valid_signature(trace)),
+            **({"trace": Out(valid_signature(trace_layout))} if trace else {}),
             "port": In(wiring.Signature({
                 "sel": Out(Tensor), "addr": Out(range(self.addr_depth)),
                 "wdata": Out(self.word_bits), "we": Out(1), "re": Out(1),
@@ -238,17 +242,28 @@ class Accelerator(wiring.Component):
         # -- arithmetic units ----------------------------------------------------------------
         m.submodules.neuron = nu = NeuronUnit(config=c, lanes=1, nudge=True)
         lat = NeuronUnit.latency
-        m.submodules.up_w1 = up_w1 = EPUpdateUnit(config=c, tensor="w1", lanes=P)
-        m.submodules.up_w2 = up_w2 = EPUpdateUnit(config=c, tensor="w2", lanes=P)
-        m.submodules.up_b1 = up_b1 = EPUpdateUnit(config=c, tensor="b1", lanes=1)
-        m.submodules.up_b2 = up_b2 = EPUpdateUnit(config=c, tensor="b2", lanes=1)
+        # One bank of P multipliers (a common operand times one per lane) serves the input
+        # drive, the W1 rule and the W2 rule in turn; one update unit serves all four tensors.
+        mul_a = Signal(signed(max(c.input_bits, c.rate_bits) + 1))
+        mul_b = [Signal(signed(max(c.weight_bits, c.rate_bits + 1)), name=f"mul_b{l}")
+                 for l in range(P)]
+        prod = [Signal(signed(mul_a.shape().width + mul_b[0].shape().width), name=f"prod{l}")
+                for l in range(P)]
+        m.d.comb += [prod[l].eq(mul_a * mul_b[l]) for l in range(P)]
+        m.submodules.update = up = EPUpdateUnit(config=c, lanes=P)
         s0 = self._streams
-        gens = {}
-        for name, unit, lanes in (("w1", up_w1, P), ("w2", up_w2, P), ("b1", up_b1, 1),
-                                  ("b2", up_b2, 1)):
-            gens[name] = gen = LFSR(lanes=lanes, init=golden_lfsr.state_at(getattr(s0, name)))
+        # Each tensor has its own stream. W1 and W2 are updated one after the other, so one
+        # P-lane generator serves both: it is loaded with a stream's saved state before that
+        # tensor's update and the state is saved back after it. The bias streams are 1 lane.
+        m.submodules.lfsr_w = gen_w = LFSR(lanes=P)
+        saved_w = [Signal(LFSR_BITS, name=f"lfsr_{n}", init=golden_lfsr.state_at(getattr(s0, n)))
+                   for n in ("w1", "w2")]
+        gens, advance = {}, {}
+        for name in ("b1", "b2"):
+            gens[name] = gen = LFSR(lanes=1, init=golden_lfsr.state_at(getattr(s0, name)))
             m.submodules[f"lfsr_{name}"] = gen
-            m.d.comb += [unit.draws.eq(gen.draws), gen.advance.eq(unit.i.valid)]
+            advance[name] = Signal(name=f"advance_{name}")
+            m.d.comb += gen.advance.eq(advance[name])
 
         # -- sample control ------------------------------------------------------------------
         busy = Signal()
@@ -262,8 +277,6 @@ class Accelerator(wiring.Component):
         counts = Array(Signal(self.count_shape, name=f"count{k}") for k in range(Y))
         m.d.comb += [self.busy.eq(busy), self.cycles.eq(cycles), self.spikes.eq(spikes)]
         m.d.comb += [self.spike_counts[k].eq(counts[k]) for k in range(Y)]
-        m.d.comb += [up_w1.shift.eq(shifts.w1), up_w2.shift.eq(shifts.w2),
-                     up_b1.shift.eq(shifts.b1), up_b2.shift.eq(shifts.b2)]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.sync += self.done.eq(0)
@@ -302,7 +315,7 @@ class Accelerator(wiring.Component):
         sel1 = Signal(Tensor)
         addr1 = Signal.like(port.addr)
         m.d.sync += [port.rvalid.eq(port.re & ~busy), sel1.eq(port.sel), addr1.eq(port.addr)]
-        lfsr_states = Array(gens[n].draws[0] for n in ("w1", "w2", "b1", "b2"))
+        lfsr_states = Array([*saved_w, gens["b1"].draws[0], gens["b2"].draws[0]])
         with m.Switch(sel1):
             with m.Case(Tensor.W1):
                 m.d.comb += port.rdata.eq(w1.rdata)
@@ -324,17 +337,24 @@ class Accelerator(wiring.Component):
             b_addr = Mux(port.sel == Tensor.B2, H + port.addr, port.addr)
             m.d.comb += [b_rd.addr.eq(b_addr), b_wr.addr.eq(b_addr)]
             for idx, name in enumerate(("w1", "w2", "b1", "b2")):
-                m.d.comb += gens[name].seed.eq(port.wdata[:LFSR_BITS])
                 with m.If(wr & (port.sel == Tensor.LFSR) & (port.addr == idx)):
-                    m.d.comb += gens[name].load.eq(1)
+                    if idx < 2:
+                        m.d.sync += saved_w[idx].eq(port.wdata[:LFSR_BITS])
+                    else:
+                        m.d.comb += [gens[name].seed.eq(port.wdata[:LFSR_BITS]),
+                                     gens[name].load.eq(1)]
 
         # -- the time step: W2 loop (A), then the neuron pass (B) --------------------------
-        # Hidden spikes as G words of P lanes: A reads a group's word, results fill one.
-        s_h_prev = Array(Signal(P, name=f"s_h_prev{g}") for g in range(G))
-        s_h_next = Array(Signal(P, name=f"s_h_next{g}") for g in range(G))
+        # Hidden spikes in two banks of G words of P lanes: A reads the previous step's bank,
+        # the results fill the other, and the banks swap at the end of a step.
+        gw = max((G - 1).bit_length(), 1)
+        m.submodules.spikes = spk = memory.Memory(shape=P, depth=2 << gw, init=[])
+        spk_rd, spk_wr = spk.read_port(), spk.write_port()
+        bank = Signal()                       # the bank of the previous step's spikes
         s_h_lanes = Signal(max(P - 1, 1))     # lanes 0 .. P-2 of the group coming back
         s_y_prev, s_y_next = Signal(Y), Signal(Y)
-        fwd = Array(Signal(drive_s, name=f"fwd{k}") for k in range(Y))
+        # The outputs' forward sums, a ring: fwd[0] is the output that A or B works on next.
+        fwd = [Signal(drive_s, name=f"fwd{k}") for k in range(Y)]
         fb = [Signal(drive_s, name=f"fb{l}") for l in range(P)]
         fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(2)]
         step_run = Signal()      # a step is in progress
@@ -358,8 +378,9 @@ class Accelerator(wiring.Component):
                 m.d.sync += [a_k.eq(0), a_g.eq(a_g + 1), a_addr.eq(a_g + 1)]
             with m.Else():
                 m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
+        m.d.comb += spk_rd.addr.eq(Cat(a_g[:gw], bank))   # read with the W2 word of group a_g
         wrow = w2_rd.data
-        spiked = s_h_prev[a_g1]
+        spiked = Mux(first_step, 0, spk_rd.data)
         lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
         fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
         for l in range(P):
@@ -367,10 +388,11 @@ class Accelerator(wiring.Component):
                                                                     wrow[l], 0))
         # Group 0 starts each output's forward sum afresh: no clearing between steps.
         fwd_new = Signal(drive_s)
-        m.d.comb += fwd_new.eq(Mux(a_g1 == 0, 0, fwd[a_k1]) + lane_sum)
-        for k in range(Y):
-            with m.If(a_v1 & (a_k1 == k)):
-                m.d.sync += fwd[k].eq(fwd_new)
+        m.d.comb += fwd_new.eq(Mux(a_g1 == 0, 0, fwd[0]) + lane_sum)
+        fwd_turn = Signal()      # B takes fwd[0] for an output neuron
+        with m.If(a_v1 | fwd_turn):
+            m.d.sync += [fwd[k].eq(fwd[k + 1]) for k in range(Y - 1)]
+            m.d.sync += fwd[Y - 1].eq(Mux(a_v1, fwd_new, fwd[0]))
         with m.If(a_v1):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
             with m.If(a_last1):
@@ -411,10 +433,10 @@ class Accelerator(wiring.Component):
         m.d.comb += [nu.i.valid.eq(b_v1),
                      lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
                      lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
-                     lane_in.drive.eq(b_rd.data + Mux(b_out1, fwd[b_k1], d_rd.data + b_fb1)),
+                     lane_in.drive.eq(b_rd.data + Mux(b_out1, fwd[0], d_rd.data + b_fb1)),
                      lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
                      lane_in.target.eq(b_k1 == label)]
-        m.d.comb += nu.negate.eq(phase == Phase.MINUS)
+        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_turn.eq(b_v1 & b_out1)]
         # Who each result belongs to, delayed by the lane's latency.
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
@@ -434,7 +456,8 @@ class Accelerator(wiring.Component):
             m.d.sync += spikes.eq(spikes + res.spike)
         with m.If(nu.o.valid & ~res_tag.out):
             with m.If(r_lane == P - 1):
-                m.d.sync += s_h_next[r_group].eq(Cat(s_h_lanes[:P - 1], res.spike))
+                m.d.comb += [spk_wr.addr.eq(Cat(r_group[:gw], ~bank)), spk_wr.en.eq(1),
+                             spk_wr.data.eq(Cat(s_h_lanes[:P - 1], res.spike))]
             with m.Else():
                 m.d.sync += s_h_lanes.bit_select(r_lane, 1).eq(res.spike)
             with m.If(record == 1):
@@ -466,8 +489,13 @@ class Accelerator(wiring.Component):
             return [step_run.eq(1), a_g.eq(0), a_k.eq(0), a_addr.eq(0), a_groups.eq(0),
                     b_groups.eq(0), b_j.eq(0), b_l.eq(0), b_g.eq(0), b_k.eq(0), y_done.eq(0)]
 
-        m.d.comb += [self.trace.payload.phase.eq(phase), self.trace.payload.s_h.eq(Cat(*s_h_next)),
-                     self.trace.payload.s_y.eq(s_y_next)]
+        if self._trace:
+            # The step's hidden spikes arrive in index order: shift them in.
+            s_h_all = Signal(H)
+            with m.If(nu.o.valid & ~res_tag.out):
+                m.d.sync += s_h_all.eq(Cat(s_h_all[1:], res.spike))
+            m.d.comb += [self.trace.payload.phase.eq(phase), self.trace.payload.s_h.eq(s_h_all),
+                         self.trace.payload.s_y.eq(s_y_next)]
 
         # Which rates a phase's last step saves: one-sided EP compares (free, nudged),
         # symmetric EP compares (+beta, -beta); rn/rf below follow the same choice.
@@ -500,7 +528,10 @@ class Accelerator(wiring.Component):
         un, ug = Signal(range(N + 1)), Signal(range(G + 1))
         u_slot = Signal()
         row_base, row_x = Signal(row_bits), Signal(c.input_bits)
-        u_v1 = Signal()
+        u_v1, u_v2 = Signal(), Signal()
+        rn_prod = [Signal.like(prod[l], name=f"rn_prod{l}") for l in range(P)]
+        # The update unit's results as a memory word (they are inside the weight range).
+        new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}") for d in range(4)]
         u_k = Signal(range(Y + 1))
         u_j = Signal(range(H + Y + 1))
@@ -515,7 +546,6 @@ class Accelerator(wiring.Component):
                     m.d.sync += [busy.eq(1), training.eq(self.train), label.eq(self.label),
                                  shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
                                  dg.eq(0), dn.eq(0), dl.eq(0), s_y_prev.eq(0)]
-                    m.d.sync += [s_h_prev[g].eq(0) for g in range(G)]
                     m.d.sync += [acc[l].eq(0) for l in range(P)]
                     m.next = "DRIVE"
 
@@ -528,8 +558,9 @@ class Accelerator(wiring.Component):
                 m.d.sync += [d_v1.eq(issue), d_v2.eq(d_v1), d_x1.eq(img_rd.data.x)]
                 with m.If(issue):
                     m.d.sync += dn.eq(dn + 1)
+                m.d.comb += [mul_a.eq(d_x1)] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
                 with m.If(d_v2):
-                    m.d.sync += [acc[l].eq(acc[l] + d_x1 * w1_rdata[l]) for l in range(P)]
+                    m.d.sync += [acc[l].eq(acc[l] + prod[l]) for l in range(P)]
                 with m.If((dn == nnz) & ~d_v1 & ~d_v2 & (dl < P)):
                     # write the group's drives and reset its state, one neuron per cycle
                     acc_sel = Array(acc)
@@ -546,8 +577,9 @@ class Accelerator(wiring.Component):
             with m.State("STEP"):
                 with m.If(step_end):
                     m.d.sync += [s_y_prev.eq(s_y_next), step_run.eq(0)]
-                    m.d.sync += [s_h_prev[g].eq(s_h_next[g]) for g in range(G)]
-                    m.d.comb += self.trace.valid.eq(1)
+                    m.d.sync += bank.eq(~bank)
+                    if self._trace:
+                        m.d.comb += self.trace.valid.eq(1)
                     steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
                     with m.If(step + 1 < steps_now):
                         m.d.sync += [step.eq(step + 1)] + begin_step()
@@ -565,6 +597,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += enter_phase(Phase.MINUS, c.nudge_steps)
                     with m.Else():
                         m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
+                        m.d.comb += [gen_w.seed.eq(saved_w[0]), gen_w.load.eq(1)]
                         m.next = "ROW"
 
             with m.State("ROW"):
@@ -573,7 +606,9 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_drain.eq(u_drain + 1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0)]
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0),
+                                 saved_w[0].eq(gen_w.draws[0])]
+                    m.d.comb += [gen_w.seed.eq(saved_w[1]), gen_w.load.eq(1)]
                     m.next = "UPD_W2"
                 with m.Elif(u_drain == 1):   # image entry of row un has arrived
                     m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
@@ -590,55 +625,59 @@ class Accelerator(wiring.Component):
                     m.d.comb += w1.addr.eq(u_addr[0])
                     m.d.sync += ug.eq(ug + 1)
                 m.d.sync += u_v1.eq(read)
-                with m.If(u_v1):
-                    m.d.comb += up_w1.i.valid.eq(1)
+                # q = x * (Rn - Rf), lane by lane
+                m.d.comb += [up.i.valid.eq(u_v1), gen_w.advance.eq(u_v1), up.shift.eq(shifts.w1),
+                             mul_a.eq(row_x)]
+                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 for l in range(P):
-                    lane = up_w1.i.payload[l]
-                    rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
-                    m.d.comb += [lane.w.eq(w1_rdata[l]), lane.x.eq(row_x),
-                                 lane.rn.eq(rn[l]), lane.rf.eq(rf[l])]
-                with m.If(up_w1.o.valid):
-                    m.d.comb += [w1.addr.eq(u_addr[3]), w1.we.eq(1),
-                                 w1.wdata.eq(up_w1.o.payload.as_value())]
-                with m.If((ug == G) & u_slot & ~u_v1 & ~up_w1.o.valid):
-                    # the row's last write happens in this odd slot at the latest
-                    pass
-                with m.If((ug == G) & ~read & ~u_v1 & ~up_w1.o.valid & ~_pending(m, up_w1, "up_w1")):
+                    m.d.comb += [up.draws[l].eq(gen_w.draws[l]), mul_b[l].eq(rn[l] - rf[l]),
+                                 up.i.payload[l].w.eq(w1_rdata[l]), up.i.payload[l].q.eq(prod[l])]
+                with m.If(up.o.valid):
+                    m.d.comb += [w1.addr.eq(u_addr[3]), w1.we.eq(1), w1.wdata.eq(new_weights)]
+                with m.If((ug == G) & ~read & ~u_v1 & ~up.o.valid & ~_pending(m, up, "update")):
                     m.d.sync += [un.eq(un + 1), u_drain.eq(0)]
                     m.next = "ROW"
 
             with m.State("UPD_W2"):
-                # W2: columns k ascending, groups ascending (golden draw order).
-                read = Signal()
-                m.d.comb += [read.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
+                # W2: columns k ascending, groups ascending (golden draw order). A word takes two
+                # cycles, its address held for both: the bank makes Rn_h * Rn_y in the first,
+                # Rf_h * Rf_y in the second, and q is their difference.
+                more = Signal()
+                m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
                              ra_rd.addr.eq(ug), rb_rd.addr.eq(ug),
                              ray_rd.addr.eq(u_k), rby_rd.addr.eq(u_k)]
-                m.d.sync += [u_v1.eq(read), u_addr[1].eq(u_k * G + ug),
-                             u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
-                with m.If(read):
+                m.d.sync += [u_slot.eq(~u_slot), u_v1.eq(more & ~u_slot), u_v2.eq(u_v1),
+                             u_addr[1].eq(u_k * G + ug), u_addr[2].eq(u_addr[1]),
+                             u_addr[3].eq(u_addr[2])]
+                with m.If(more & u_slot):
                     with m.If(ug == G - 1):
                         m.d.sync += [ug.eq(0), u_k.eq(u_k + 1)]
                     with m.Else():
                         m.d.sync += ug.eq(ug + 1)
-                m.d.comb += up_w2.i.valid.eq(u_v1)
+                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
+                m.d.comb += mul_a.eq(Mux(u_v1, rn_y, rf_y))
+                m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
+                with m.If(u_v1):
+                    m.d.sync += [rn_prod[l].eq(prod[l]) for l in range(P)]
+                m.d.comb += [up.i.valid.eq(u_v2), gen_w.advance.eq(u_v2), up.shift.eq(shifts.w2)]
                 for l in range(P):
-                    lane = up_w2.i.payload[l]
-                    rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
-                    m.d.comb += [lane.w.eq(w2_rd.data[l]), lane.rn_h.eq(rn[l]),
-                                 lane.rf_h.eq(rf[l]), lane.rn_y.eq(rn_y), lane.rf_y.eq(rf_y)]
-                with m.If(up_w2.o.valid):
+                    m.d.comb += [up.draws[l].eq(gen_w.draws[l]),
+                                 up.i.payload[l].w.eq(w2_rd.data[l]),
+                                 up.i.payload[l].q.eq(rn_prod[l] - prod[l])]
+                with m.If(up.o.valid):
                     m.d.comb += [w2_wr.addr.eq(u_addr[3]), w2_wr.en.eq(1),
-                                 w2_wr.data.eq(up_w2.o.payload)]
-                with m.If(~read):
+                                 w2_wr.data.eq(new_weights)]
+                with m.If(~more):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):
-                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
+                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0),
+                                     saved_w[1].eq(gen_w.draws[0])]
                         m.next = "UPD_B"
 
             with m.State("UPD_B"):
-                # b1 then b2, in the bias memory's order; u_j = u_bg * P + u_bl for b1 (counted
-                # rather than divided), u_j = H + u_k for b2.
+                # b1 then b2, in the bias memory's order, through lane 0; u_j = u_bg * P + u_bl
+                # for b1 (counted rather than divided), u_j = H + u_k for b2.
                 read, u_out = Signal(), Signal()
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
                              ra_rd.addr.eq(u_bg), rb_rd.addr.eq(u_bg),
@@ -653,19 +692,20 @@ class Accelerator(wiring.Component):
                         m.d.sync += [u_bl.eq(0), u_bg.eq(u_bg + 1)]
                     with m.Else():
                         m.d.sync += u_bl.eq(u_bl + 1)
-                m.d.comb += [up_b1.i.valid.eq(u_v1 & ~u_out1), up_b2.i.valid.eq(u_v1 & u_out1)]
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
-                m.d.comb += [up_b1.i.payload[0].w.eq(b_rd.data),
-                             up_b1.i.payload[0].rn.eq(rn_arr[u_lane1]),
-                             up_b1.i.payload[0].rf.eq(rf_arr[u_lane1]),
-                             up_b2.i.payload[0].w.eq(b_rd.data),
-                             up_b2.i.payload[0].rn.eq(rn_y), up_b2.i.payload[0].rf.eq(rf_y)]
-                with m.If(up_b1.o.valid | up_b2.o.valid):
+                lane0 = up.i.payload[0]
+                m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
+                             advance["b1"].eq(u_v1 & ~u_out1), advance["b2"].eq(u_v1 & u_out1),
+                             up.shift.eq(Mux(u_out1, shifts.b2, shifts.b1)),
+                             up.draws[0].eq(Mux(u_out1, gens["b2"].draws[0], gens["b1"].draws[0])),
+                             lane0.w.eq(b_rd.data),
+                             lane0.q.eq(Mux(u_out1, rn_y - rf_y,
+                                            rn_arr[u_lane1] - rf_arr[u_lane1]))]
+                with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_addr[3]), b_wr.en.eq(1),
-                                 b_wr.data.eq(Mux(up_b1.o.valid, up_b1.o.payload[0],
-                                                  up_b2.o.payload[0]))]
+                                 b_wr.data.eq(up.o.payload[0])]
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):

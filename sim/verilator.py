@@ -85,6 +85,18 @@ def _geometry(c: Config, lanes: int) -> dict:
             "trace_bits": 2 + c.hidden + c.outputs}
 
 
+def harness_parameters(c: Config, lanes: int) -> dict[str, int]:
+    """The harness's Verilog parameters for the accelerator of ``c`` with ``lanes`` lanes."""
+    g = _geometry(c, lanes)
+    return {"INPUTS": c.pixels, "MAX_SAMPLES": MAX_SAMPLES,
+            "MAX_PARAMS": c.inputs * (c.hidden // lanes) + (c.outputs + 1) * (c.hidden // lanes)
+            + c.hidden + c.outputs + 4,
+            "CLASS_BITS": g["class_bits"], "COUNT_BITS": g["count_bits"] * c.outputs,
+            "SHIFT_BITS": g["shift_bits"],
+            "TRACE_BITS": g["trace_bits"], "SEL_BITS": Tensor.as_shape().width,
+            "ADDR_BITS": g["addr_bits"], "WORD_BITS": g["word_bits"]}
+
+
 def _sources(c: Config, lanes: int, kind: str, design: str | None = None,
              extra: tuple[Path, ...] = ()) -> tuple[Build, dict]:
     """The build folder (named by a hash of everything that goes into it) and parameters.
@@ -92,13 +104,7 @@ def _sources(c: Config, lanes: int, kind: str, design: str | None = None,
     ``extra``: more sources (cell models)."""
     os.environ.update(verilog.tool_env())
     g = _geometry(c, lanes)
-    params = {"INPUTS": c.pixels, "MAX_SAMPLES": MAX_SAMPLES,
-              "MAX_PARAMS": c.inputs * (c.hidden // lanes) + (c.outputs + 1) * (c.hidden // lanes)
-              + c.hidden + c.outputs + 4,
-              "CLASS_BITS": g["class_bits"], "COUNT_BITS": g["count_bits"] * c.outputs,
-              "SHIFT_BITS": g["shift_bits"],
-              "TRACE_BITS": g["trace_bits"], "SEL_BITS": Tensor.as_shape().width,
-              "ADDR_BITS": g["addr_bits"], "WORD_BITS": g["word_bits"]}
+    params = harness_parameters(c, lanes)
     src_dir = cache_dir() / "src"
     text = design if design is not None else verilog.generate(c, src_dir / "tmp", lanes=lanes).read_text()
     key = hashlib.sha256("\n".join([text, HARNESS.read_text(), json.dumps(params, sort_keys=True),

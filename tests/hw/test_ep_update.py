@@ -28,9 +28,9 @@ def limits(c, tensor):
     return c.bias_range if tensor.startswith("b") else c.weight_range
 
 
-def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None, per_word=None,
-                 teardown=None):
-    """Drive ``words`` (one list of lane dicts per input) through ``dut`` with random bubbles;
+def stream_words(dut, words, *, shifts, draws=None, rng, bias=False, top=None, setup=None,
+                 per_word=None, teardown=None):
+    """Drive ``words`` (one list of ``{w, q}`` lane dicts per input) through ``dut`` with random bubbles;
     ``draws`` is a list of per-word draw lists, or None when an LFSR inside ``top`` feeds them.
     ``setup(ctx)``, ``per_word(ctx, k)`` (as word ``k`` is presented) and ``teardown(ctx)`` are
     optional testbench hooks. Returns the output words; also checks the latency."""
@@ -45,6 +45,7 @@ def stream_words(dut, words, *, shifts, draws=None, rng, top=None, setup=None, p
                 k = pending.pop(0)
                 ctx.set(dut.i.payload, words[k])
                 ctx.set(dut.shift, int(shifts[k]))
+                ctx.set(dut.bias, bias)
                 if draws is not None:
                     ctx.set(dut.draws, [int(d) for d in draws[k]])
                 ctx.set(dut.i.valid, 1)
@@ -99,14 +100,14 @@ def test_random_vectors_against_golden(hw_config, tensor, lanes):
     shifts[:LFSR_BITS + 1] = np.arange(LFSR_BITS + 1)
     draws = rng.integers(0, 1 << LFSR_BITS, size=n)
     draws[rng.integers(0, 4, size=n) == 0] = (1 << LFSR_BITS) - 1
-    dut = EPUpdateUnit(config=c, tensor=tensor, lanes=lanes)
-    words = [[{k: int(f[k][w * lanes + p]) for k in f} for p in range(lanes)]
+    dut = EPUpdateUnit(config=c, lanes=lanes)
+    q = golden_q(tensor, f)
+    words = [[{"w": int(f["w"][w * lanes + p]), "q": int(q[w * lanes + p])} for p in range(lanes)]
              for w in range(words_n)]
-    got = np.array(stream_words(dut, words, shifts=shifts, rng=rng,
+    got = np.array(stream_words(dut, words, shifts=shifts, rng=rng, bias=tensor[0] == "b",
                                 draws=draws.reshape(words_n, lanes)), np.int64).ravel()
 
     lane_shift = np.repeat(shifts, lanes)
-    q = golden_q(tensor, f)
     lo, hi = limits(c, tensor)
     want = np.empty(n, np.int64)
     for s in range(LFSR_BITS + 1):       # golden takes one shift at a time
@@ -142,7 +143,7 @@ def test_whole_w2_update_with_lfsr(lanes):
     want = p.copy()
     ep_update.apply(want, x, rf_h, rf_y, rn_h, rn_y, c, streams)
 
-    dut = EPUpdateUnit(config=c, tensor="w2", lanes=lanes)
+    dut = EPUpdateUnit(config=c, lanes=lanes)
     gen = LFSR(lanes=lanes)
     top = Module()
     top.submodules.update = dut
@@ -150,8 +151,8 @@ def test_whole_w2_update_with_lfsr(lanes):
     top.d.comb += [dut.draws.eq(gen.draws), gen.advance.eq(dut.i.valid)]
 
     jk = [(j, k) for k in range(c.outputs) for j in range(c.hidden)]   # golden draw order
-    words = [[{"w": int(p.w2[j, k]), "rn_h": int(rn_h[j]), "rf_h": int(rf_h[j]),
-               "rn_y": int(rn_y[k]), "rf_y": int(rf_y[k])} for j, k in jk[i:i + lanes]]
+    words = [[{"w": int(p.w2[j, k]), "q": int(rn_h[j] * rn_y[k] - rf_h[j] * rf_y[k])}
+              for j, k in jk[i:i + lanes]]
              for i in range(0, len(jk), lanes)]
     used = [len(word) for word in words]
     words = [word + word[:1] * (lanes - len(word)) for word in words]   # pad the short word
@@ -184,7 +185,7 @@ def test_lfsr_ends_at_golden_stream_position():
     lanes = 4
     start = ep_update.Streams.seeded(c).w2
     _, end = lfsr.draws(start, c.hidden * c.outputs)
-    dut = EPUpdateUnit(config=c, tensor="w2", lanes=lanes)
+    dut = EPUpdateUnit(config=c, lanes=lanes)
     gen = LFSR(lanes=lanes)
     top = Module()
     top.submodules.update = dut
@@ -208,23 +209,25 @@ def test_lfsr_ends_at_golden_stream_position():
     sim.run()
 
 
-@pytest.mark.parametrize("tensor", TENSORS)
-def test_lanes_and_rtlil(tensor):
+def test_lanes_and_rtlil():
     c = Config(name="t")
-    dut = EPUpdateUnit(config=c, tensor=tensor, lanes=2)
-    assert set(dut.in_lane.members) == {"w", *RATES[tensor]}
-    assert dut.value_shape == (c.widths["bias"] if tensor[0] == "b" else c.widths["weight"]).shape
+    dut = EPUpdateUnit(config=c, lanes=2)
+    assert set(dut.in_lane.members) == {"w", "q"}
+    assert dut.value_shape == c.widths["bias"].shape
+    for tensor in TENSORS:       # every rule's q range fits the q input
+        q = c.widths[{"w1": "w1_product", "w2": "w2_product"}.get(tensor, "rate_delta")]
+        half = 1 << dut.q_shape.width - 1
+        assert dut.q_shape.signed and -half <= q.lo and q.hi < half
     assert rtlil.convert(dut)
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [
     (dict(config=None), TypeError, "Configuration must be a Config"),
-    (dict(tensor="w3"), ValueError, "Tensor must be one of w1, w2, b1, b2"),
     (dict(lanes=0), TypeError, "Lane count"),
     (dict(lanes="2"), TypeError, "Lane count"),
 ])
 def test_rejects_bad_parameters(kwargs, exc, msg):
-    args = dict(config=Config(name="t"), tensor="w2", lanes=1)
+    args = dict(config=Config(name="t"), lanes=1)
     args.update(kwargs)
     with pytest.raises(exc, match=msg):
         EPUpdateUnit(**args)

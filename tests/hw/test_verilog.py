@@ -4,7 +4,7 @@ import pytest
 
 from eqfpga import checkpoint
 from eqfpga.hw import verilog
-from eqfpga.sim.verilator import HARNESS
+from eqfpga.sim.verilator import HARNESS, harness_parameters
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,12 @@ def test_trained_design_is_lint_clean(trained_verilog):
 
 
 def test_harness_is_lint_clean_without_waivers(trained_verilog):
-    # The waivers apply to the generated file only: the harness is held to full -Wall.
-    assert verilog.lint(trained_verilog, extra=["--timing", HARNESS], top="eqfpga_harness") == []
+    # The waivers apply to the generated file only: the harness is held to full -Wall, with
+    # the parameters a build of the shipped network gives it.
+    c = checkpoint.load(checkpoint.shipped()).config
+    params = [f"-G{k}={v}" for k, v in harness_parameters(c, verilog.DEFAULT_LANES).items()]
+    assert verilog.lint(trained_verilog, extra=["--timing", HARNESS, *params],
+                        top="eqfpga_harness") == []
 
 
 def test_lint_reports_warnings(trained_verilog):

@@ -61,8 +61,9 @@ __all__ = ["SYNC", "NAK", "MAX_PAYLOAD", "MAX_READ", "PROTOCOL_VERSION", "Cmd", 
 SYNC = 0xA5
 NAK = 0x7F
 PROTOCOL_VERSION = 1
-#: Largest payload the device accepts (a TRAIN frame of a 1,024-input network fits).
-MAX_PAYLOAD = 1040
+#: Largest payload the device accepts: a TRAIN frame of images up to 1,023 pixels fits, and
+#: the frame buffer is two iCE40 block RAMs (512 x 8 each).
+MAX_PAYLOAD = 1024
 #: Most words one READ returns.
 MAX_READ = 64
 

@@ -10,7 +10,7 @@ waits for each reply (or the timeout) before it sends the next frame.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from eqfpga.config import LFSR_BITS
@@ -40,6 +40,15 @@ def crc16_byte(crc, byte):
     return Cat(*bits)
 
 
+class Reply(enum.Enum, shape=2):
+    """Where the bytes of a short reply payload come from."""
+
+    ERROR = 0      #: the error code of a NAK
+    INFO = 1       #: the INFO constants
+    COUNTERS = 2   #: frames, CRC errors, dropped bytes (as they were), samples
+    RESULT = 3     #: prediction and output spike counts of the last sample
+
+
 class HostLink(wiring.Component):
     """Executes host frames on ``accelerator`` (which becomes a submodule).
 
@@ -67,6 +76,9 @@ class HostLink(wiring.Component):
         c = accelerator.config
         if c.outputs > 15:
             raise ValueError("the reply to CLASSIFY holds at most 15 output counts")
+        if c.pixels + 1 > MAX_PAYLOAD:
+            raise ValueError(f"a TRAIN frame of {c.pixels} pixels exceeds the "
+                             f"{MAX_PAYLOAD}-byte frame buffer")
         if c.free_steps > 255:
             raise ValueError("spike counts are sent as bytes: free_steps must be at most 255")
         self._acc = accelerator
@@ -116,10 +128,13 @@ class HostLink(wiring.Component):
             m.d.sync += dropped.eq(dropped + 1)
 
         # -- reply -------------------------------------------------------------------------
-        small = Array(Signal(8, name=f"reply{i}") for i in range(16))   # short payloads
+        # A short payload is read where it lies (the error code, the INFO constants, the
+        # counters, the accelerator's results) rather than copied into a register file.
+        reply_src = Signal(Reply)
+        dropped_then = Signal(32)       # the dropped-byte count when COUNTERS executed
         reply_cmd = Signal(8)
         reply_len = Signal(16)
-        reply_words = Signal()          # payload: READ words through the port (else `small`)
+        reply_words = Signal()          # payload: READ words through the port (else reply_src)
         tx_crc = Signal(16)
         out_i = Signal(16)
         word = Signal(wb * 8)
@@ -131,6 +146,9 @@ class HostLink(wiring.Component):
         count = Signal(16)
         rem = Signal(16)
         err = Signal(8)
+        label = Signal(range(c.outputs))
+        new_shifts = Array(Signal(range(LFSR_BITS + 1), name=f"new_shift_{n}")
+                           for n in ("w1", "w2", "b1", "b2"))
         depth = Signal(16)
         with m.If(sel < 5):   # Tensor W1..LFSR; any other sel has no words
             m.d.comb += depth.eq(Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]])
@@ -150,7 +168,7 @@ class HostLink(wiring.Component):
             m.next = "H0"
 
         def nak(e: Error):
-            m.d.sync += small[0].eq(e)
+            m.d.sync += [err.eq(e), reply_src.eq(Reply.ERROR)]
             reply(NAK, 1)
 
         # One CRC network for every byte sent that the CRC covers.
@@ -231,14 +249,13 @@ class HostLink(wiring.Component):
                         with m.If(n != 0):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += [small[i].eq(b) for i, b in enumerate(g.info())]
+                            m.d.sync += reply_src.eq(Reply.INFO)
                             reply(Cmd.INFO | 0x80, len(g.info()))
                     with m.Case(Cmd.COUNTERS):
                         with m.If(n != 0):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            vals = Cat(frames, crc_errors, dropped, samples)
-                            m.d.sync += [small[i].eq(vals[8 * i:8 * i + 8]) for i in range(16)]
+                            m.d.sync += [reply_src.eq(Reply.COUNTERS), dropped_then.eq(dropped)]
                             reply(Cmd.COUNTERS | 0x80, 16)
                     with m.Case(Cmd.SHIFTS):
                         with m.If(n != 4):
@@ -281,13 +298,13 @@ class HostLink(wiring.Component):
             # SHIFTS: four bytes, each at most LFSR_BITS, all or nothing.
             with m.State("SHIFTS"):
                 with consume():
-                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1), small[idx[:2]].eq(buf_q)]
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1), new_shifts[idx[:2]].eq(buf_q)]
                     with m.If(buf_q > LFSR_BITS):
                         nak(Error.BAD_SHIFT)
                     with m.Elif(idx == 3):
                         m.next = "SHIFTS_SET"
             with m.State("SHIFTS_SET"):
-                m.d.sync += [shifts[i].eq(small[i]) for i in range(4)]
+                m.d.sync += [shifts[i].eq(new_shifts[i]) for i in range(4)]
                 reply(Cmd.SHIFTS | 0x80)
 
             # WRITE: model hash, then sel and addr, then the word count by repeated
@@ -367,7 +384,7 @@ class HostLink(wiring.Component):
                         with m.If(buf_q >= c.outputs):
                             nak(Error.BAD_LABEL)
                         with m.Else():
-                            m.d.sync += small[15].eq(buf_q)
+                            m.d.sync += label.eq(buf_q)
                             m.next = "PIXELS"
                 with m.Else():
                     m.d.sync += idx.eq(0)
@@ -381,13 +398,12 @@ class HostLink(wiring.Component):
                             m.next = "START"
             with m.State("START"):
                 m.d.comb += [acc.start.eq(1), acc.train.eq(cmd == Cmd.TRAIN),
-                             acc.label.eq(small[15])]
+                             acc.label.eq(label)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(acc.done):
-                    m.d.sync += [samples.eq(samples + 1), small[0].eq(acc.prediction),
-                                 self.prediction.eq(acc.prediction)]
-                    m.d.sync += [small[1 + k].eq(acc.spike_counts[k]) for k in range(c.outputs)]
+                    m.d.sync += [samples.eq(samples + 1), self.prediction.eq(acc.prediction),
+                                 reply_src.eq(Reply.RESULT)]
                     reply(cmd | 0x80, 1 + c.outputs)
 
             # The reply: header, payload, CRC.
@@ -406,8 +422,19 @@ class HostLink(wiring.Component):
                 with m.Else():
                     emit(reply_len[8:], "P_SMALL")
             with m.State("P_SMALL"):
-                m.d.comb += [self.tx.payload.eq(small[out_i[:4]]), self.tx.valid.eq(1),
-                             tx_crc_on.eq(1)]
+                i = out_i[:4]
+                results = Array([self.prediction, *(acc.spike_counts[k] for k in range(c.outputs))])
+                with m.Switch(reply_src):
+                    with m.Case(Reply.ERROR):
+                        m.d.comb += self.tx.payload.eq(err)
+                    with m.Case(Reply.INFO):
+                        m.d.comb += self.tx.payload.eq(info[i])
+                    with m.Case(Reply.COUNTERS):
+                        m.d.comb += self.tx.payload.eq(
+                            Cat(frames, crc_errors, dropped_then, samples).word_select(i, 8))
+                    with m.Case(Reply.RESULT):
+                        m.d.comb += self.tx.payload.eq(results[i])
+                m.d.comb += [self.tx.valid.eq(1), tx_crc_on.eq(1)]
                 with m.If(self.tx.ready):
                     m.d.sync += out_i.eq(out_i + 1)
                     with m.If(out_i + 1 == reply_len):

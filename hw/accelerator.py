@@ -215,29 +215,28 @@ class Accelerator(wiring.Component):
         m.submodules.w2 = w2mem = memory.Memory(shape=word, depth=Y * G,
                                                 init=init["w2"] if init else [])
         w2_rd, w2_wr = w2mem.read_port(), w2mem.write_port()
-        # b1 then b2: entry j < H is b1[j], entry H + k is b2[k].
-        m.submodules.bias = bmem = memory.Memory(shape=bshape, depth=H + Y,
-                                                 init=init["b1"] + init["b2"] if init else [])
+        # b1 then b2: entry j < H is b1[j], entry H + k is b2[k]. Beside each hidden neuron's
+        # bias lies its input drive D (written at the start of a sample, used by every step;
+        # the bias update at the end leaves it undefined): one block RAM fewer than apart.
+        bd = data.StructLayout({"b": bshape, "d": drive_s})
+        m.submodules.bias = bmem = memory.Memory(
+            shape=bd, depth=H + Y, init=[{"b": v, "d": 0} for v in init["b1"] + init["b2"]]
+            if init else [])
         b_rd, b_wr = bmem.read_port(), bmem.write_port()
         row_bits = bits_for(0, max(0, (N - 1) * G))[0]
         pix = data.StructLayout({"base": unsigned(row_bits), "x": unsigned(c.input_bits)})
         m.submodules.image = image = memory.Memory(shape=pix, depth=N, init=[])
         img_rd, img_wr = image.read_port(), image.write_port()
-        m.submodules.drive = dmem = memory.Memory(shape=drive_s, depth=H, init=[])
-        d_rd, d_wr = dmem.read_port(), dmem.write_port()
         vp = data.StructLayout({"v": mem_s, "phi": phi_s})
         # Neuron j < H is hidden neuron j, neuron H + k is output k.
         m.submodules.state = smem = memory.Memory(shape=vp, depth=H + Y, init=[])
         s_rd, s_wr = smem.read_port(), smem.write_port()
         # Rates at the end of the two phases the update compares (see _record below).
-        m.submodules.rate_a = ra_mem = memory.Memory(shape=rates, depth=G, init=[])
-        m.submodules.rate_b = rb_mem = memory.Memory(shape=rates, depth=G, init=[])
+        # Word g: the P hidden neurons of group g; word G + k: output k (lane 0).
+        m.submodules.rate_a = ra_mem = memory.Memory(shape=rates, depth=G + Y, init=[])
+        m.submodules.rate_b = rb_mem = memory.Memory(shape=rates, depth=G + Y, init=[])
         ra_rd, ra_wr = ra_mem.read_port(), ra_mem.write_port(granularity=1)
         rb_rd, rb_wr = rb_mem.read_port(), rb_mem.write_port(granularity=1)
-        m.submodules.rate_a_y = ray_mem = memory.Memory(shape=rate_s, depth=Y, init=[])
-        m.submodules.rate_b_y = rby_mem = memory.Memory(shape=rate_s, depth=Y, init=[])
-        ray_rd, ray_wr = ray_mem.read_port(), ray_mem.write_port()
-        rby_rd, rby_wr = rby_mem.read_port(), rby_mem.write_port()
 
         # -- arithmetic units ----------------------------------------------------------------
         m.submodules.neuron = nu = NeuronUnit(config=c, lanes=1, nudge=True)
@@ -322,7 +321,7 @@ class Accelerator(wiring.Component):
             with m.Case(Tensor.W2):
                 m.d.comb += port.rdata.eq(w2_rd.data.as_value())
             with m.Case(Tensor.B1, Tensor.B2):
-                m.d.comb += port.rdata.eq(b_rd.data)
+                m.d.comb += port.rdata.eq(b_rd.data.b)
             with m.Case(Tensor.LFSR):
                 m.d.comb += port.rdata.eq(lfsr_states[addr1[:2]])
         with m.If(~busy):
@@ -332,7 +331,7 @@ class Accelerator(wiring.Component):
                          w2_rd.addr.eq(port.addr), w2_wr.addr.eq(port.addr),
                          w2_wr.data.eq(port.wdata[:P * c.weight_bits]),
                          w2_wr.en.eq(wr & (port.sel == Tensor.W2)),
-                         b_wr.data.eq(port.wdata),
+                         b_wr.data.b.eq(port.wdata),
                          b_wr.en.eq(wr & ((port.sel == Tensor.B1) | (port.sel == Tensor.B2)))]
             b_addr = Mux(port.sel == Tensor.B2, H + port.addr, port.addr)
             m.d.comb += [b_rd.addr.eq(b_addr), b_wr.addr.eq(b_addr)]
@@ -416,7 +415,7 @@ class Accelerator(wiring.Component):
                      b_issue.eq(step_run & Mux(b_out, (b_k < Y) & (a_groups == G),
                                                a_groups > b_g))]
         with m.If(busy):
-            m.d.comb += [d_rd.addr.eq(b_j), s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
+            m.d.comb += [s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
         fbq_sel = Array(Array(fbq[b]) for b in range(2))
         m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l]),
                      b_l1.eq(b_l), b_g1.eq(b_g), b_k1.eq(b_k), b_out1.eq(b_out)]
@@ -433,7 +432,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [nu.i.valid.eq(b_v1),
                      lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
                      lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
-                     lane_in.drive.eq(b_rd.data + Mux(b_out1, fwd[0], d_rd.data + b_fb1)),
+                     lane_in.drive.eq(b_rd.data.b + Mux(b_out1, fwd[0], b_rd.data.d + b_fb1)),
                      lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
                      lane_in.target.eq(b_k1 == label)]
         m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_turn.eq(b_v1 & b_out1)]
@@ -460,18 +459,18 @@ class Accelerator(wiring.Component):
                              spk_wr.data.eq(Cat(s_h_lanes[:P - 1], res.spike))]
             with m.Else():
                 m.d.sync += s_h_lanes.bit_select(r_lane, 1).eq(res.spike)
-            with m.If(record == 1):
-                m.d.comb += [ra_wr.addr.eq(r_group), ra_wr.en.eq(1 << r_lane)]
-            with m.If(record == 2):
-                m.d.comb += [rb_wr.addr.eq(r_group), rb_wr.en.eq(1 << r_lane)]
+        k_out = res_tag.k
+        rate_addr = Mux(res_tag.out, G + k_out, r_group)
+        rate_en = Mux(res_tag.out, 1, 1 << r_lane)
+        with m.If(nu.o.valid & (record == 1)):
+            m.d.comb += ra_wr.en.eq(rate_en)
+        with m.If(nu.o.valid & (record == 2)):
+            m.d.comb += rb_wr.en.eq(rate_en)
+        m.d.comb += [ra_wr.addr.eq(rate_addr), rb_wr.addr.eq(rate_addr)]
         m.d.comb += [ra_wr.data[l].eq(res.rate) for l in range(P)]
         m.d.comb += [rb_wr.data[l].eq(res.rate) for l in range(P)]
-        k_out = res_tag.k
-        m.d.comb += [ray_wr.addr.eq(k_out), ray_wr.data.eq(res.rate),
-                     rby_wr.addr.eq(k_out), rby_wr.data.eq(res.rate)]
         with m.If(nu.o.valid & res_tag.out):
             m.d.sync += [s_y_next.bit_select(k_out, 1).eq(res.spike), y_done.eq(y_done + 1)]
-            m.d.comb += [ray_wr.en.eq(record == 1), rby_wr.en.eq(record == 2)]
             # Running argmax over the outputs as they arrive in ascending order (lowest index
             # on ties): one comparison a cycle instead of a chain of Y.
             with m.If((k_out == 0) | (res.v > best_v)):
@@ -524,11 +523,14 @@ class Accelerator(wiring.Component):
         acc_s = w["input_acc"].shape
         acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
         dl = Signal(range(P + 1))
+        d_wv, d_wl = Signal(), Signal(range(P))
         # update counters
         un, ug = Signal(range(N + 1)), Signal(range(G + 1))
         u_slot = Signal()
         row_base, row_x = Signal(row_bits), Signal(c.input_bits)
         u_v1, u_v2 = Signal(), Signal()
+        u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
+        y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
         rn_prod = [Signal.like(prod[l], name=f"rn_prod{l}") for l in range(P)]
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
@@ -561,14 +563,21 @@ class Accelerator(wiring.Component):
                 m.d.comb += [mul_a.eq(d_x1)] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
                 with m.If(d_v2):
                     m.d.sync += [acc[l].eq(acc[l] + prod[l]) for l in range(P)]
-                with m.If((dn == nnz) & ~d_v1 & ~d_v2 & (dl < P)):
-                    # write the group's drives and reset its state, one neuron per cycle
-                    acc_sel = Array(acc)
-                    m.d.comb += [d_wr.addr.eq(dg * P + dl), d_wr.en.eq(1),
-                                 d_wr.data.eq(acc_sel[dl] >> c.input_shift),
-                                 s_wr.addr.eq(dg * P + dl), s_wr.en.eq(1), s_wr.data.eq(0)]
+                # Write the group's drives beside the biases and reset its state, one neuron
+                # per cycle: read the bias word (cycle dl), write it back with D (cycle dl + 1).
+                filling = Signal()
+                m.d.comb += filling.eq((dn == nnz) & ~d_v1 & ~d_v2 & (dl < P))
+                with m.If(filling):
+                    m.d.comb += b_rd.addr.eq(dg * P + dl)
                     m.d.sync += dl.eq(dl + 1)
-                with m.If(dl == P):
+                m.d.sync += [d_wv.eq(filling), d_wl.eq(dl)]
+                with m.If(d_wv):
+                    acc_sel = Array(acc)
+                    m.d.comb += [b_wr.addr.eq(dg * P + d_wl), b_wr.en.eq(1),
+                                 b_wr.data.b.eq(b_rd.data.b),
+                                 b_wr.data.d.eq(acc_sel[d_wl] >> c.input_shift),
+                                 s_wr.addr.eq(dg * P + d_wl), s_wr.en.eq(1), s_wr.data.eq(0)]
+                with m.If(dl == P):     # the group's last write is in this cycle
                     m.d.sync += [dl.eq(0), dn.eq(0), dg.eq(dg + 1)] + [acc[l].eq(0) for l in range(P)]
                     with m.If(dg == G - 1):
                         m.d.sync += enter_phase(Phase.FREE, c.free_steps)
@@ -606,7 +615,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_drain.eq(u_drain + 1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0),
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1),
                                  saved_w[0].eq(gen_w.draws[0])]
                     m.d.comb += [gen_w.seed.eq(saved_w[1]), gen_w.load.eq(1)]
                     m.next = "UPD_W2"
@@ -639,24 +648,30 @@ class Accelerator(wiring.Component):
                     m.next = "ROW"
 
             with m.State("UPD_W2"):
-                # W2: columns k ascending, groups ascending (golden draw order). A word takes two
-                # cycles, its address held for both: the bank makes Rn_h * Rn_y in the first,
-                # Rf_h * Rf_y in the second, and q is their difference.
+                # W2: columns k ascending, groups ascending (golden draw order). A column begins
+                # with a cycle that fetches output k's rates (u_col) and one that latches them.
+                # A word takes two cycles, its address held for both: the bank makes
+                # Rn_h * Rn_y in the first, Rf_h * Rf_y in the second; q is their difference.
                 more = Signal()
                 m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
-                             ra_rd.addr.eq(ug), rb_rd.addr.eq(ug),
-                             ray_rd.addr.eq(u_k), rby_rd.addr.eq(u_k)]
-                m.d.sync += [u_slot.eq(~u_slot), u_v1.eq(more & ~u_slot), u_v2.eq(u_v1),
+                             ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
+                             rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
+                m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col), u_v2.eq(u_v1),
                              u_addr[1].eq(u_k * G + ug), u_addr[2].eq(u_addr[1]),
-                             u_addr[3].eq(u_addr[2])]
+                             u_addr[3].eq(u_addr[2]), u_latch.eq(u_col)]
+                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
+                with m.If(u_latch):
+                    m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
+                with m.If(u_col):
+                    m.d.sync += u_col.eq(0)
+                with m.Else():
+                    m.d.sync += u_slot.eq(~u_slot)
                 with m.If(more & u_slot):
                     with m.If(ug == G - 1):
-                        m.d.sync += [ug.eq(0), u_k.eq(u_k + 1)]
+                        m.d.sync += [ug.eq(0), u_k.eq(u_k + 1), u_col.eq(1)]
                     with m.Else():
                         m.d.sync += ug.eq(ug + 1)
-                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
-                rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
-                m.d.comb += mul_a.eq(Mux(u_v1, rn_y, rf_y))
+                m.d.comb += mul_a.eq(Mux(u_v1, y_rn, y_rf))
                 m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
                 with m.If(u_v1):
                     m.d.sync += [rn_prod[l].eq(prod[l]) for l in range(P)]
@@ -679,9 +694,10 @@ class Accelerator(wiring.Component):
                 # b1 then b2, in the bias memory's order, through lane 0; u_j = u_bg * P + u_bl
                 # for b1 (counted rather than divided), u_j = H + u_k for b2.
                 read, u_out = Signal(), Signal()
+                # Output k's rates are in lane 0 of word G + k (u_bl stays 0 for b2).
+                rate_word = Mux(u_out, G + u_k, u_bg)
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
-                             ra_rd.addr.eq(u_bg), rb_rd.addr.eq(u_bg),
-                             ray_rd.addr.eq(u_k), rby_rd.addr.eq(u_k)]
+                             ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
                 m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl), u_addr[1].eq(u_j),
                              u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
                 with m.If(read):
@@ -694,18 +710,16 @@ class Accelerator(wiring.Component):
                         m.d.sync += u_bl.eq(u_bl + 1)
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
-                rn_y, rf_y = (ray_rd.data, rby_rd.data) if rn_a else (rby_rd.data, ray_rd.data)
                 lane0 = up.i.payload[0]
                 m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
                              advance["b1"].eq(u_v1 & ~u_out1), advance["b2"].eq(u_v1 & u_out1),
                              up.shift.eq(Mux(u_out1, shifts.b2, shifts.b1)),
                              up.draws[0].eq(Mux(u_out1, gens["b2"].draws[0], gens["b1"].draws[0])),
-                             lane0.w.eq(b_rd.data),
-                             lane0.q.eq(Mux(u_out1, rn_y - rf_y,
-                                            rn_arr[u_lane1] - rf_arr[u_lane1]))]
+                             lane0.w.eq(b_rd.data.b),
+                             lane0.q.eq(rn_arr[u_lane1] - rf_arr[u_lane1])]
                 with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_addr[3]), b_wr.en.eq(1),
-                                 b_wr.data.eq(up.o.payload[0])]
+                                 b_wr.data.b.eq(up.o.payload[0])]
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):

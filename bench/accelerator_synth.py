@@ -27,7 +27,7 @@ UP5K = {"SB_LUT4": 5280, "SB_RAM40_4K": 30, "SB_SPRAM256KA": 4, "SB_MAC16": 8}
 
 def synth_cells(config, lanes: int) -> dict[str, int]:
     from amaranth_boards.icebreaker import ICEBreakerPlatform
-    top = Accelerator(config=config, lanes=lanes, spram=True)
+    top = Accelerator(config=config, lanes=lanes, spram=True, trace=False)   # as on a board
     with tempfile.TemporaryDirectory(dir=".") as d:
         il = Path(d) / "top.il"
         il.write_text(rtlil.convert(top, name="top", platform=ICEBreakerPlatform()))

@@ -250,19 +250,18 @@ class Accelerator(wiring.Component):
                 for l in range(P)]
         m.d.comb += [prod[l].eq(mul_a * mul_b[l]) for l in range(P)]
         m.submodules.update = up = EPUpdateUnit(config=c, lanes=P)
+        # Every rule's q is (kept product) - (this cycle's product): the kept product is
+        # W2's Rn_h * Rn_y and zero otherwise, so the W1 and bias rules negate their operand.
+        keep_prod = Signal()
+        rn_prod = [Signal.like(prod[l], name=f"rn_prod{l}") for l in range(P)]
+        m.d.sync += [rn_prod[l].eq(Mux(keep_prod, prod[l], 0)) for l in range(P)]
+        m.d.comb += [up.i.payload[l].q.eq(rn_prod[l] - prod[l]) for l in range(P)]
         s0 = self._streams
-        # Each tensor has its own stream. W1 and W2 are updated one after the other, so one
-        # P-lane generator serves both: it is loaded with a stream's saved state before that
-        # tensor's update and the state is saved back after it. The bias streams are 1 lane.
-        m.submodules.lfsr_w = gen_w = LFSR(lanes=P)
-        saved_w = [Signal(LFSR_BITS, name=f"lfsr_{n}", init=golden_lfsr.state_at(getattr(s0, n)))
-                   for n in ("w1", "w2")]
-        gens, advance = {}, {}
-        for name in ("b1", "b2"):
-            gens[name] = gen = LFSR(lanes=1, init=golden_lfsr.state_at(getattr(s0, name)))
-            m.submodules[f"lfsr_{name}"] = gen
-            advance[name] = Signal(name=f"advance_{name}")
-            m.d.comb += gen.advance.eq(advance[name])
+        # Each tensor has its own stream (Tensor.LFSR entries 0..3: w1, w2, b1, b2); the
+        # tensors are updated one after the other, so one P-lane generator holds all four.
+        m.submodules.lfsr = gen = LFSR(
+            lanes=P, streams=4, init=[golden_lfsr.state_at(v) for v in s0.as_list()])
+        m.d.comb += [up.draws[l].eq(gen.draws[l]) for l in range(P)]
 
         # -- sample control ------------------------------------------------------------------
         busy = Signal()
@@ -314,7 +313,6 @@ class Accelerator(wiring.Component):
         sel1 = Signal(Tensor)
         addr1 = Signal.like(port.addr)
         m.d.sync += [port.rvalid.eq(port.re & ~busy), sel1.eq(port.sel), addr1.eq(port.addr)]
-        lfsr_states = Array([*saved_w, gens["b1"].draws[0], gens["b2"].draws[0]])
         with m.Switch(sel1):
             with m.Case(Tensor.W1):
                 m.d.comb += port.rdata.eq(w1.rdata)
@@ -323,7 +321,7 @@ class Accelerator(wiring.Component):
             with m.Case(Tensor.B1, Tensor.B2):
                 m.d.comb += port.rdata.eq(b_rd.data.b)
             with m.Case(Tensor.LFSR):
-                m.d.comb += port.rdata.eq(lfsr_states[addr1[:2]])
+                m.d.comb += port.rdata.eq(gen.states[addr1[:2]])
         with m.If(~busy):
             wr = port.we
             m.d.comb += [w1.addr.eq(port.addr), w1.wdata.eq(port.wdata),
@@ -335,13 +333,8 @@ class Accelerator(wiring.Component):
                          b_wr.en.eq(wr & ((port.sel == Tensor.B1) | (port.sel == Tensor.B2)))]
             b_addr = Mux(port.sel == Tensor.B2, H + port.addr, port.addr)
             m.d.comb += [b_rd.addr.eq(b_addr), b_wr.addr.eq(b_addr)]
-            for idx, name in enumerate(("w1", "w2", "b1", "b2")):
-                with m.If(wr & (port.sel == Tensor.LFSR) & (port.addr == idx)):
-                    if idx < 2:
-                        m.d.sync += saved_w[idx].eq(port.wdata[:LFSR_BITS])
-                    else:
-                        m.d.comb += [gens[name].seed.eq(port.wdata[:LFSR_BITS]),
-                                     gens[name].load.eq(1)]
+            m.d.comb += [gen.stream.eq(port.addr[:2]), gen.seed.eq(port.wdata[:LFSR_BITS]),
+                         gen.load.eq(wr & (port.sel == Tensor.LFSR) & (port.addr < 4))]
 
         # -- the time step: W2 loop (A), then the neuron pass (B) --------------------------
         # Hidden spikes in two banks of G words of P lanes: A reads the previous step's bank,
@@ -352,8 +345,11 @@ class Accelerator(wiring.Component):
         bank = Signal()                       # the bank of the previous step's spikes
         s_h_lanes = Signal(max(P - 1, 1))     # lanes 0 .. P-2 of the group coming back
         s_y_prev, s_y_next = Signal(Y), Signal(Y)
-        # The outputs' forward sums, a ring: fwd[0] is the output that A or B works on next.
-        fwd = [Signal(drive_s, name=f"fwd{k}") for k in range(Y)]
+        # The outputs' forward sums in a small RAM: A reads output k's with each W2 word of
+        # column k and writes it back; B reads it for output neuron k once A is done.
+        m.submodules.fwd = fwd_mem = memory.Memory(shape=drive_s, depth=Y, init=[])
+        fwd_wr = fwd_mem.write_port()
+        fwd_rd = fwd_mem.read_port(transparent_for=(fwd_wr,))
         fb = [Signal(drive_s, name=f"fb{l}") for l in range(P)]
         fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(2)]
         step_run = Signal()      # a step is in progress
@@ -387,11 +383,8 @@ class Accelerator(wiring.Component):
                                                                     wrow[l], 0))
         # Group 0 starts each output's forward sum afresh: no clearing between steps.
         fwd_new = Signal(drive_s)
-        m.d.comb += fwd_new.eq(Mux(a_g1 == 0, 0, fwd[0]) + lane_sum)
-        fwd_turn = Signal()      # B takes fwd[0] for an output neuron
-        with m.If(a_v1 | fwd_turn):
-            m.d.sync += [fwd[k].eq(fwd[k + 1]) for k in range(Y - 1)]
-            m.d.sync += fwd[Y - 1].eq(Mux(a_v1, fwd_new, fwd[0]))
+        m.d.comb += [fwd_new.eq(Mux(a_g1 == 0, 0, fwd_rd.data) + lane_sum),
+                     fwd_wr.addr.eq(a_k1), fwd_wr.data.eq(fwd_new), fwd_wr.en.eq(a_v1)]
         with m.If(a_v1):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
             with m.If(a_last1):
@@ -432,10 +425,10 @@ class Accelerator(wiring.Component):
         m.d.comb += [nu.i.valid.eq(b_v1),
                      lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
                      lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
-                     lane_in.drive.eq(b_rd.data.b + Mux(b_out1, fwd[0], b_rd.data.d + b_fb1)),
+                     lane_in.drive.eq(b_rd.data.b + Mux(b_out1, fwd_rd.data, b_rd.data.d + b_fb1)),
                      lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
                      lane_in.target.eq(b_k1 == label)]
-        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_turn.eq(b_v1 & b_out1)]
+        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k))]
         # Who each result belongs to, delayed by the lane's latency.
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
@@ -531,7 +524,6 @@ class Accelerator(wiring.Component):
         u_v1, u_v2 = Signal(), Signal()
         u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
         y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
-        rn_prod = [Signal.like(prod[l], name=f"rn_prod{l}") for l in range(P)]
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}") for d in range(4)]
@@ -606,7 +598,6 @@ class Accelerator(wiring.Component):
                         m.d.sync += enter_phase(Phase.MINUS, c.nudge_steps)
                     with m.Else():
                         m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
-                        m.d.comb += [gen_w.seed.eq(saved_w[0]), gen_w.load.eq(1)]
                         m.next = "ROW"
 
             with m.State("ROW"):
@@ -615,9 +606,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_drain.eq(u_drain + 1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1),
-                                 saved_w[0].eq(gen_w.draws[0])]
-                    m.d.comb += [gen_w.seed.eq(saved_w[1]), gen_w.load.eq(1)]
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1)]
                     m.next = "UPD_W2"
                 with m.Elif(u_drain == 1):   # image entry of row un has arrived
                     m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
@@ -634,13 +623,14 @@ class Accelerator(wiring.Component):
                     m.d.comb += w1.addr.eq(u_addr[0])
                     m.d.sync += ug.eq(ug + 1)
                 m.d.sync += u_v1.eq(read)
-                # q = x * (Rn - Rf), lane by lane
-                m.d.comb += [up.i.valid.eq(u_v1), gen_w.advance.eq(u_v1), up.shift.eq(shifts.w1),
+                # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
+                m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1), gen.stream.eq(0),
+                             up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 for l in range(P):
-                    m.d.comb += [up.draws[l].eq(gen_w.draws[l]), mul_b[l].eq(rn[l] - rf[l]),
-                                 up.i.payload[l].w.eq(w1_rdata[l]), up.i.payload[l].q.eq(prod[l])]
+                    m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
+                                 up.i.payload[l].w.eq(w1_rdata[l])]
                 with m.If(up.o.valid):
                     m.d.comb += [w1.addr.eq(u_addr[3]), w1.we.eq(1), w1.wdata.eq(new_weights)]
                 with m.If((ug == G) & ~read & ~u_v1 & ~up.o.valid & ~_pending(m, up, "update")):
@@ -673,21 +663,18 @@ class Accelerator(wiring.Component):
                         m.d.sync += ug.eq(ug + 1)
                 m.d.comb += mul_a.eq(Mux(u_v1, y_rn, y_rf))
                 m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
-                with m.If(u_v1):
-                    m.d.sync += [rn_prod[l].eq(prod[l]) for l in range(P)]
-                m.d.comb += [up.i.valid.eq(u_v2), gen_w.advance.eq(u_v2), up.shift.eq(shifts.w2)]
+                m.d.comb += [keep_prod.eq(u_v1), up.i.valid.eq(u_v2), gen.advance.eq(u_v2),
+                             gen.stream.eq(1),
+                             up.shift.eq(shifts.w2)]
                 for l in range(P):
-                    m.d.comb += [up.draws[l].eq(gen_w.draws[l]),
-                                 up.i.payload[l].w.eq(w2_rd.data[l]),
-                                 up.i.payload[l].q.eq(rn_prod[l] - prod[l])]
+                    m.d.comb += up.i.payload[l].w.eq(w2_rd.data[l])
                 with m.If(up.o.valid):
                     m.d.comb += [w2_wr.addr.eq(u_addr[3]), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
                 with m.If(~more):
                     m.d.sync += u_drain.eq(u_drain + 1)
                     with m.If(u_drain == 3):
-                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0),
-                                     saved_w[1].eq(gen_w.draws[0])]
+                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
                         m.next = "UPD_B"
 
             with m.State("UPD_B"):
@@ -712,11 +699,10 @@ class Accelerator(wiring.Component):
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
                 m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
-                             advance["b1"].eq(u_v1 & ~u_out1), advance["b2"].eq(u_v1 & u_out1),
+                             gen.advance.eq(u_v1), gen.count.eq(1), gen.stream.eq(2 + u_out1),
                              up.shift.eq(Mux(u_out1, shifts.b2, shifts.b1)),
-                             up.draws[0].eq(Mux(u_out1, gens["b2"].draws[0], gens["b1"].draws[0])),
                              lane0.w.eq(b_rd.data.b),
-                             lane0.q.eq(rn_arr[u_lane1] - rf_arr[u_lane1])]
+                             mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane1] - rn_arr[u_lane1])]
                 with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_addr[3]), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]

@@ -136,7 +136,16 @@ class EPUpdateUnit(wiring.Component):
             rounded = (q1 + d1) >> shift1
             total = Signal((old1 + rounded).shape(), name=f"sum_{p}")
             m.d.comb += total.eq(old1 + rounded)
+            # The limits are full two's-complement ranges, so "inside" means the bits from the
+            # limit's sign bit up are all equal: no magnitude comparators.
+            inside = Mux(bias1, _fits(total, c.bias_bits), _fits(total, c.weight_bits))
             out = Signal(self.value_shape, name=f"new2_{p}", reset_less=True)
-            m.d.sync += out.eq(Mux(total < lo, lo, Mux(total > hi, hi, total)))
+            m.d.sync += out.eq(Mux(inside, total, Mux(total[-1], lo, hi)))
             m.d.comb += self.o.payload[p].eq(out)
         return m
+
+
+def _fits(value, bits: int):
+    """``value`` (signed) lies in the ``bits``-bit two's-complement range."""
+    top = value[bits - 1:]
+    return top.all() | ~top.any()

@@ -40,13 +40,15 @@ def crc16_byte(crc, byte):
     return Cat(*bits)
 
 
-class Reply(enum.Enum, shape=2):
-    """Where the bytes of a short reply payload come from."""
+class Reply(enum.Enum, shape=3):
+    """What a reply carries; its code, length and payload bytes follow from this."""
 
-    ERROR = 0      #: the error code of a NAK
+    ERROR = 0      #: NAK with the error code
     INFO = 1       #: the INFO constants
     COUNTERS = 2   #: frames, CRC errors, dropped bytes (as they were), samples
     RESULT = 3     #: prediction and output spike counts of the last sample
+    EMPTY = 4      #: no payload (WRITE, SHIFTS)
+    WORDS = 5      #: READ: words read through the accelerator's port
 
 
 class HostLink(wiring.Component):
@@ -128,13 +130,13 @@ class HostLink(wiring.Component):
             m.d.sync += dropped.eq(dropped + 1)
 
         # -- reply -------------------------------------------------------------------------
-        # A short payload is read where it lies (the error code, the INFO constants, the
+        # A reply is its kind: the code is NAK or cmd | 0x80, the length follows from the kind,
+        # and a short payload is read where it lies (the error code, the INFO constants, the
         # counters, the accelerator's results) rather than copied into a register file.
         reply_src = Signal(Reply)
         dropped_then = Signal(32)       # the dropped-byte count when COUNTERS executed
         reply_cmd = Signal(8)
         reply_len = Signal(16)
-        reply_words = Signal()          # payload: READ words through the port (else reply_src)
         tx_crc = Signal(16)
         out_i = Signal(16)
         word = Signal(wb * 8)
@@ -145,7 +147,15 @@ class HostLink(wiring.Component):
         addr = Signal(16)
         count = Signal(16)
         rem = Signal(16)
-        err = Signal(8)
+        err = Signal(range(max(Error) + 1))
+        m.d.comb += reply_cmd.eq(Mux(reply_src == Reply.ERROR, NAK, cmd | 0x80))
+        with m.Switch(reply_src):
+            for kind, n in ((Reply.ERROR, 1), (Reply.INFO, len(g.info())), (Reply.COUNTERS, 16),
+                            (Reply.RESULT, 1 + c.outputs), (Reply.EMPTY, 0)):
+                with m.Case(kind):
+                    m.d.comb += reply_len.eq(n)
+            with m.Case(Reply.WORDS):
+                m.d.comb += reply_len.eq(count * wb)
         label = Signal(range(c.outputs))
         new_shifts = Array(Signal(range(LFSR_BITS + 1), name=f"new_shift_{n}")
                            for n in ("w1", "w2", "b1", "b2"))
@@ -163,13 +173,13 @@ class HostLink(wiring.Component):
         def read_buffer(i):
             m.d.comb += buf_rd.addr.eq(i)
 
-        def reply(code, n=0):
-            m.d.sync += [reply_cmd.eq(code), reply_len.eq(n), reply_words.eq(0)]
+        def reply(kind):
+            m.d.sync += reply_src.eq(kind)
             m.next = "H0"
 
         def nak(e: Error):
-            m.d.sync += [err.eq(e), reply_src.eq(Reply.ERROR)]
-            reply(NAK, 1)
+            m.d.sync += err.eq(e)
+            reply(Reply.ERROR)
 
         # One CRC network for every byte sent that the CRC covers.
         tx_crc_on = Signal()
@@ -249,14 +259,13 @@ class HostLink(wiring.Component):
                         with m.If(n != 0):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += reply_src.eq(Reply.INFO)
-                            reply(Cmd.INFO | 0x80, len(g.info()))
+                            reply(Reply.INFO)
                     with m.Case(Cmd.COUNTERS):
                         with m.If(n != 0):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += [reply_src.eq(Reply.COUNTERS), dropped_then.eq(dropped)]
-                            reply(Cmd.COUNTERS | 0x80, 16)
+                            m.d.sync += dropped_then.eq(dropped)
+                            reply(Reply.COUNTERS)
                     with m.Case(Cmd.SHIFTS):
                         with m.If(n != 4):
                             nak(Error.BAD_LENGTH)
@@ -305,7 +314,7 @@ class HostLink(wiring.Component):
                         m.next = "SHIFTS_SET"
             with m.State("SHIFTS_SET"):
                 m.d.sync += [shifts[i].eq(new_shifts[i]) for i in range(4)]
-                reply(Cmd.SHIFTS | 0x80)
+                reply(Reply.EMPTY)
 
             # WRITE: model hash, then sel and addr, then the word count by repeated
             # subtraction (no divider), then the words.
@@ -348,7 +357,7 @@ class HostLink(wiring.Component):
                              acc.port.wdata.eq(word)]
                 m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), word_i.eq(0)]
                 with m.If(count == 1):
-                    reply(Cmd.WRITE | 0x80)
+                    reply(Reply.EMPTY)
                 with m.Else():
                     m.next = "W_BYTES"
 
@@ -372,9 +381,7 @@ class HostLink(wiring.Component):
                 with m.Elif(addr + count > depth):
                     nak(Error.BAD_ADDRESS)
                 with m.Else():
-                    m.d.sync += [reply_cmd.eq(Cmd.READ | 0x80), reply_len.eq(count * wb),
-                                 reply_words.eq(1)]
-                    m.next = "H0"
+                    reply(Reply.WORDS)
 
             # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
             with m.State("LABEL"):
@@ -402,9 +409,8 @@ class HostLink(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(acc.done):
-                    m.d.sync += [samples.eq(samples + 1), self.prediction.eq(acc.prediction),
-                                 reply_src.eq(Reply.RESULT)]
-                    reply(cmd | 0x80, 1 + c.outputs)
+                    m.d.sync += [samples.eq(samples + 1), self.prediction.eq(acc.prediction)]
+                    reply(Reply.RESULT)
 
             # The reply: header, payload, CRC.
             with m.State("H0"):
@@ -417,7 +423,7 @@ class HostLink(wiring.Component):
             with m.State("H3"):
                 with m.If(reply_len == 0):
                     emit(reply_len[8:], "C0")
-                with m.Elif(reply_words):
+                with m.Elif(reply_src == Reply.WORDS):
                     emit(reply_len[8:], "P_READ")
                 with m.Else():
                     emit(reply_len[8:], "P_SMALL")

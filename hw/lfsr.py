@@ -12,7 +12,7 @@ basis state through the golden step function; the golden model stays the only de
 the polynomial. A cycle may also consume fewer than ``lanes`` draws (the tail of a tensor).
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -63,15 +63,25 @@ class LFSR(wiring.Component):
     the stream to position ``n + lanes``. The state is never zero: a zero seed would lock the
     LFSR, so loading one is a caller error (``state_at`` never returns zero).
 
+    With ``streams > 1`` the unit holds that many independent streams (the learnable
+    tensors each have one) and one set of leap networks serves whichever :attr:`stream` selects:
+    the streams are used one at a time, so the lane logic need not be repeated.
+
     Parameters
     ----------
     lanes : int
         Number of draws presented per cycle (the number of update lanes fed), ``>= 1``.
-    init : int
-        State after reset, a non-zero 17-bit value; ``1`` is stream position 0.
+    init : int or list of int
+        State after reset, a non-zero 17-bit value (one per stream); ``1`` is stream position 0.
+    streams : int
+        Number of streams, ``>= 1``.
 
     Members
     -------
+    stream : ``In(range(streams))``
+        The stream that :attr:`draws`, :attr:`advance`, :attr:`load` and :attr:`seed` refer to.
+    states : ``Out(ArrayLayout(17, streams))``
+        Every stream's state (the state of its next draw).
     seed : ``In(17)``
         State to load, e.g. ``golden.lfsr.state_at(position)`` of a saved stream position.
     load : ``In(1)``
@@ -91,15 +101,23 @@ class LFSR(wiring.Component):
         the state itself. Valid every cycle.
     """
 
-    def __init__(self, *, lanes: int, init: int = 1):
+    def __init__(self, *, lanes: int, init: int | list[int] = 1, streams: int = 1):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
-        if not isinstance(init, int) or not 0 < init <= golden.PERIOD:
-            raise ValueError(f"Initial state must be a non-zero {golden.BITS}-bit integer, "
-                             f"not {init!r}")
+        if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+            raise TypeError(f"Stream count must be a positive integer, not {streams!r}")
+        inits = init if isinstance(init, (list, tuple)) else [init] * streams
+        if len(inits) != streams:
+            raise ValueError(f"{streams} streams need {streams} initial states, not {len(inits)}")
+        for v in inits:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= golden.PERIOD:
+                raise ValueError(f"Initial state must be a non-zero {golden.BITS}-bit integer, "
+                                 f"not {v!r}")
         self._lanes = lanes
-        self._init = init
+        self._inits = list(inits)
         super().__init__({
+            "stream": In(range(streams)),
+            "states": Out(data.ArrayLayout(golden.BITS, streams)),
             "seed": In(golden.BITS),
             "load": In(1),
             "advance": In(1),
@@ -113,7 +131,10 @@ class LFSR(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        state = Signal(golden.BITS, init=self._init)
+        regs = Array(Signal(golden.BITS, init=v, name=f"state{i}") for i, v in enumerate(self._inits))
+        m.d.comb += [self.states[i].eq(r) for i, r in enumerate(regs)]
+        state = Signal(golden.BITS)
+        m.d.comb += state.eq(regs[self.stream])
 
         # Draw p is 17*p steps ahead and the jump to the next cycle is 17*lanes steps; the
         # columns are stepped on one draw at a time (linearity) rather than recomputed per lane.
@@ -124,14 +145,15 @@ class LFSR(wiring.Component):
             columns = [_compose(step_draw, col) for col in columns]
         jump = _apply(columns, state)
 
+        selected = regs[self.stream]
         with m.If(self.load):
-            m.d.sync += state.eq(self.seed)
+            m.d.sync += selected.eq(self.seed)
         with m.Elif(self.advance):
             # Draw k is already the state k draws on, so a partial advance is only a mux.
             with m.Switch(self.count):
                 for k in range(1, self._lanes):
                     with m.Case(k):
-                        m.d.sync += state.eq(self.draws[k])
+                        m.d.sync += selected.eq(self.draws[k])
                 with m.Case(self._lanes):
-                    m.d.sync += state.eq(jump)
+                    m.d.sync += selected.eq(jump)
         return m

@@ -74,3 +74,42 @@ def test_draws_match_golden(lanes):
             ctx.set(dut.count, lanes)
 
     _run(dut, tb)
+
+
+def test_streams_are_independent():
+    """Four streams behind one set of lanes: each advances only while selected, a load goes
+    to the selected stream only, and ``states`` shows every stream's next draw."""
+    lanes, n = 3, 4
+    starts = [golden.stream_seed(5, s) for s in golden.STREAMS]
+    dut = LFSR(lanes=lanes, streams=n, init=[golden.state_at(p) for p in starts])
+    rng = np.random.default_rng(1)
+    pos = list(starts)
+
+    async def tb(ctx):
+        for k in range(60):
+            sel = int(rng.integers(0, n))
+            count = int(rng.integers(1, lanes + 1))
+            ctx.set(dut.stream, sel)
+            ctx.set(dut.count, count)
+            ctx.set(dut.advance, 1)
+            load = k % 17 == 16
+            if load:
+                pos[sel] = int(rng.integers(0, golden.PERIOD))
+                ctx.set(dut.seed, golden.state_at(pos[sel]))
+            ctx.set(dut.load, load)
+            want, _ = golden.draws(pos[sel], lanes) if not load else (None, None)
+            if want is not None:
+                assert [int(d) for d in ctx.get(dut.draws)] == list(want)
+            await ctx.tick()
+            if not load:
+                pos[sel] = (pos[sel] + count) % golden.PERIOD
+            assert [int(s) for s in ctx.get(dut.states)] == [golden.state_at(p) for p in pos]
+
+    _run(dut, tb)
+
+
+@pytest.mark.parametrize("kwargs, msg", [(dict(streams=0), "Stream count"),
+                                         (dict(streams=2, init=[1]), "2 streams need 2")])
+def test_rejects_bad_streams(kwargs, msg):
+    with pytest.raises((TypeError, ValueError), match=msg):
+        LFSR(lanes=1, **kwargs)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from eqfpga import checkpoint, data
+from eqfpga.boards import targets
 from eqfpga.golden import network
 from eqfpga.sim import gate_level, simulate, verilator
 
@@ -27,7 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--lanes", type=int, default=8)
+    ap.add_argument("--lanes", type=int, default=targets.get_board("icebreaker").lanes,
+                    help="lanes (default: the iCEBreaker build's)")
     a = ap.parse_args()
     ck = checkpoint.load(checkpoint.shipped())
     c = ck.config

@@ -333,8 +333,12 @@ class Accelerator(wiring.Component):
                          b_wr.en.eq(wr & ((port.sel == Tensor.B1) | (port.sel == Tensor.B2)))]
             b_addr = Mux(port.sel == Tensor.B2, H + port.addr, port.addr)
             m.d.comb += [b_rd.addr.eq(b_addr), b_wr.addr.eq(b_addr)]
-            m.d.comb += [gen.stream.eq(port.addr[:2]), gen.seed.eq(port.wdata[:LFSR_BITS]),
+            m.d.comb += [gen.seed.eq(port.wdata[:LFSR_BITS]),
                          gen.load.eq(wr & (port.sel == Tensor.LFSR) & (port.addr < 4))]
+        # The stream and draw count in use come from registers set as each update begins.
+        lfsr_sel, one_draw = Signal(2), Signal()
+        m.d.comb += [gen.stream.eq(Mux(busy, lfsr_sel, port.addr[:2])),
+                     gen.count.eq(Mux(one_draw, 1, P))]
 
         # -- the time step: W2 loop (A), then the neuron pass (B) --------------------------
         # Hidden spikes in two banks of G words of P lanes: A reads the previous step's bank,
@@ -346,15 +350,19 @@ class Accelerator(wiring.Component):
         s_h_lanes = Signal(max(P - 1, 1))     # lanes 0 .. P-2 of the group coming back
         s_y_prev, s_y_next = Signal(Y), Signal(Y)
         # The outputs' forward sums in a small RAM: A reads output k's with each W2 word of
-        # column k and writes it back; B reads it for output neuron k once A is done.
+        # column k and writes it back; B reads it for output neuron k once A is done. A reads
+        # output k again Y >= 2 cycles after writing it, so the read port need not bypass.
         m.submodules.fwd = fwd_mem = memory.Memory(shape=drive_s, depth=Y, init=[])
         fwd_wr = fwd_mem.write_port()
-        fwd_rd = fwd_mem.read_port(transparent_for=(fwd_wr,))
+        fwd_rd = fwd_mem.read_port(transparent_for=())
         fb = [Signal(drive_s, name=f"fb{l}") for l in range(P)]
-        fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(2)]
+        # A finished group's feedback waits in fbq for B, which takes P cycles to use it
+        # while A needs Y (outputs) cycles for the next group: with a few cycles to spare one
+        # buffer suffices, otherwise two let A run a group ahead.
+        nbuf = 1 if P + 3 <= Y else 2
+        fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(nbuf)]
         step_run = Signal()      # a step is in progress
         first_step = Signal()    # the sample's first step: every state starts at zero
-        m.d.comb += first_step.eq((phase == Phase.FREE) & (step == 0))
         record = Signal(2)       # 0: no, 1: save rates in A, 2: in B (set for a phase's last step)
 
         # A: issue W2 reads in (g, k) order, then accumulate.
@@ -364,7 +372,10 @@ class Accelerator(wiring.Component):
         b_groups = Signal(range(G + 1))     # groups whose feedback B has taken
         a_v1, a_k1, a_g1, a_last1 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
         a_issue = Signal()
-        m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_groups + 1))
+        if nbuf == 1:   # a group's last word overwrites fbq: B must have taken the previous
+            m.d.comb += a_issue.eq(step_run & (a_g < G) & ((a_k != Y - 1) | (b_groups == a_g)))
+        else:
+            m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_groups + 1))
         with m.If(busy):
             m.d.comb += w2_rd.addr.eq(a_addr)
         m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1)]
@@ -389,8 +400,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
             with m.If(a_last1):
                 m.d.sync += a_groups.eq(a_groups + 1)
-                with m.If(a_g1[0]):
-                    m.d.sync += [fbq[1][l].eq(fb_new[l]) for l in range(P)]
+                with m.If(a_g1[0] if nbuf == 2 else 0):
+                    m.d.sync += [fbq[-1][l].eq(fb_new[l]) for l in range(P)]
                 with m.Else():
                     m.d.sync += [fbq[0][l].eq(fb_new[l]) for l in range(P)]
 
@@ -409,8 +420,8 @@ class Accelerator(wiring.Component):
                                                a_groups > b_g))]
         with m.If(busy):
             m.d.comb += [s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
-        fbq_sel = Array(Array(fbq[b]) for b in range(2))
-        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0]][b_l]),
+        fbq_sel = Array(Array(fbq[b]) for b in range(nbuf))
+        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0] if nbuf == 2 else 0][b_l]),
                      b_l1.eq(b_l), b_g1.eq(b_g), b_k1.eq(b_k), b_out1.eq(b_out)]
         with m.If(b_issue):
             m.d.sync += b_j.eq(b_j + 1)
@@ -421,9 +432,11 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += b_l.eq(b_l + 1)
 
-        lane_in = nu.i.payload[0]
-        m.d.comb += [nu.i.valid.eq(b_v1),
-                     lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
+        # The lane's input is registered: the memories' outputs and the drive sum stay off the
+        # paths through the neuron's first stage (its nudge), which limit the clock otherwise.
+        lane_in = Signal.like(nu.i.payload[0])
+        m.d.sync += [nu.i.valid.eq(b_v1), nu.i.payload[0].eq(lane_in)]
+        m.d.comb += [lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
                      lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
                      lane_in.drive.eq(b_rd.data.b + Mux(b_out1, fwd_rd.data, b_rd.data.d + b_fb1)),
                      lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
@@ -433,6 +446,7 @@ class Accelerator(wiring.Component):
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
                                  "group": range(G + 1), "k": range(Y)})
+        lat += 1     # the input register
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
         m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
                      tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
@@ -526,18 +540,23 @@ class Accelerator(wiring.Component):
         y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
-        u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}") for d in range(4)]
+        # The address of each update read, delayed until its result is written (u_waddr).
+        u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
+                  for d in range(EPUpdateUnit.latency + 2)]
+        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(EPUpdateUnit.latency + 1)]
+        u_waddr = u_addr[EPUpdateUnit.latency + 1]
         u_k = Signal(range(Y + 1))
         u_j = Signal(range(H + Y + 1))
         u_lane1 = Signal(range(P))
         u_out1 = Signal()
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
-        u_drain = Signal(range(4))
+        u_drain = Signal(range(EPUpdateUnit.latency + 2))   # cycles until the last result is in
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & (n_pix == NP)):
-                    m.d.sync += [busy.eq(1), training.eq(self.train), label.eq(self.label),
+                    m.d.sync += [busy.eq(1), first_step.eq(1), training.eq(self.train),
+                                 label.eq(self.label),
                                  shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
                                  dg.eq(0), dn.eq(0), dl.eq(0), s_y_prev.eq(0)]
                     m.d.sync += [acc[l].eq(0) for l in range(P)]
@@ -578,7 +597,7 @@ class Accelerator(wiring.Component):
             with m.State("STEP"):
                 with m.If(step_end):
                     m.d.sync += [s_y_prev.eq(s_y_next), step_run.eq(0)]
-                    m.d.sync += bank.eq(~bank)
+                    m.d.sync += [bank.eq(~bank), first_step.eq(0)]
                     if self._trace:
                         m.d.comb += self.trace.valid.eq(1)
                     steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
@@ -597,7 +616,8 @@ class Accelerator(wiring.Component):
                     with m.Elif((phase == Phase.PLUS) & c.symmetric_nudge):
                         m.d.sync += enter_phase(Phase.MINUS, c.nudge_steps)
                     with m.Else():
-                        m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
+                        m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0),
+                                     lfsr_sel.eq(0)]
                         m.next = "ROW"
 
             with m.State("ROW"):
@@ -606,7 +626,8 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_drain.eq(u_drain + 1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1)]
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1),
+                                 lfsr_sel.eq(1)]
                     m.next = "UPD_W2"
                 with m.Elif(u_drain == 1):   # image entry of row un has arrived
                     m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
@@ -615,7 +636,6 @@ class Accelerator(wiring.Component):
 
             with m.State("UPD_W1"):
                 m.d.sync += u_slot.eq(~u_slot)
-                m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(3)]
                 read = Signal()
                 m.d.comb += [read.eq(~u_slot & (ug < G)), u_addr[0].eq(row_base + ug)]
                 m.d.comb += [ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
@@ -624,7 +644,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += ug.eq(ug + 1)
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
-                m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1), gen.stream.eq(0),
+                m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1),
                              up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
@@ -632,7 +652,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
                                  up.i.payload[l].w.eq(w1_rdata[l])]
                 with m.If(up.o.valid):
-                    m.d.comb += [w1.addr.eq(u_addr[3]), w1.we.eq(1), w1.wdata.eq(new_weights)]
+                    m.d.comb += [w1.addr.eq(u_waddr), w1.we.eq(1), w1.wdata.eq(new_weights)]
                 with m.If((ug == G) & ~read & ~u_v1 & ~up.o.valid & ~_pending(m, up, "update")):
                     m.d.sync += [un.eq(un + 1), u_drain.eq(0)]
                     m.next = "ROW"
@@ -647,8 +667,8 @@ class Accelerator(wiring.Component):
                              ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col), u_v2.eq(u_v1),
-                             u_addr[1].eq(u_k * G + ug), u_addr[2].eq(u_addr[1]),
-                             u_addr[3].eq(u_addr[2]), u_latch.eq(u_col)]
+                             u_latch.eq(u_col)]
+                m.d.comb += u_addr[0].eq(u_k * G + ug)
                 rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 with m.If(u_latch):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
@@ -664,17 +684,17 @@ class Accelerator(wiring.Component):
                 m.d.comb += mul_a.eq(Mux(u_v1, y_rn, y_rf))
                 m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
                 m.d.comb += [keep_prod.eq(u_v1), up.i.valid.eq(u_v2), gen.advance.eq(u_v2),
-                             gen.stream.eq(1),
                              up.shift.eq(shifts.w2)]
                 for l in range(P):
                     m.d.comb += up.i.payload[l].w.eq(w2_rd.data[l])
                 with m.If(up.o.valid):
-                    m.d.comb += [w2_wr.addr.eq(u_addr[3]), w2_wr.en.eq(1),
+                    m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
                 with m.If(~more):
                     m.d.sync += u_drain.eq(u_drain + 1)
-                    with m.If(u_drain == 3):
-                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0)]
+                    with m.If(u_drain == EPUpdateUnit.latency + 1):
+                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0),
+                                     one_draw.eq(1)]
                         m.next = "UPD_B"
 
             with m.State("UPD_B"):
@@ -685,8 +705,9 @@ class Accelerator(wiring.Component):
                 rate_word = Mux(u_out, G + u_k, u_bg)
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
                              ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
-                m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl), u_addr[1].eq(u_j),
-                             u_addr[2].eq(u_addr[1]), u_addr[3].eq(u_addr[2])]
+                m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl),
+                             lfsr_sel.eq(2 + u_out)]     # b1's stream, then b2's
+                m.d.comb += u_addr[0].eq(u_j)
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
                     with m.If(u_out):
@@ -699,20 +720,20 @@ class Accelerator(wiring.Component):
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
                 m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
-                             gen.advance.eq(u_v1), gen.count.eq(1), gen.stream.eq(2 + u_out1),
+                             gen.advance.eq(u_v1),
                              up.shift.eq(Mux(u_out1, shifts.b2, shifts.b1)),
                              lane0.w.eq(b_rd.data.b),
                              mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane1] - rn_arr[u_lane1])]
                 with m.If(up.o.valid):
-                    m.d.comb += [b_wr.addr.eq(u_addr[3]), b_wr.en.eq(1),
+                    m.d.comb += [b_wr.addr.eq(u_waddr), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]
                 with m.If(~read):
                     m.d.sync += u_drain.eq(u_drain + 1)
-                    with m.If(u_drain == 3):
+                    with m.If(u_drain == EPUpdateUnit.latency + 1):
                         m.next = "FINISH"
 
             with m.State("FINISH"):
-                m.d.sync += [busy.eq(0), self.done.eq(1), n_pix.eq(0), nnz.eq(0), base_in.eq(0),
+                m.d.sync += [one_draw.eq(0), busy.eq(0), self.done.eq(1), n_pix.eq(0), nnz.eq(0), base_in.eq(0),
                              step_run.eq(0)]
                 m.next = "IDLE"
         return m

@@ -16,8 +16,11 @@ serves the input drive and both weight rules in turn (a UP5K has 8 DSPs), so one
 all four tensors. The learning shift and the limits (``bias``: the bias range, else the
 weight range) are runtime inputs.
 
-Pipeline: two register stages (``q`` plus the masked draw; the rounded, saturated sum), one
-input accepted per cycle, results after :attr:`EPUpdateUnit.latency` cycles, no back-pressure.
+Pipeline: four register stages (``q`` and the masked draw; their sum; the shifted sum; the
+saturated new value), one input accepted per cycle, results after
+:attr:`EPUpdateUnit.latency` cycles, no back-pressure. The stages are short so that the unit
+is not what limits the clock of a UP5K, and the latency is even, which the accelerator's
+single-port W1 schedule (read and write slots alternate) relies on.
 Draws come from :class:`eqfpga.hw.lfsr.LFSR` with the same lane count: drive its
 ``advance`` with ``i.valid`` and connect its ``draws`` to :attr:`EPUpdateUnit.draws`.
 """
@@ -49,7 +52,7 @@ class EPUpdateUnit(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from an accepted input to its result on :attr:`o` (2).
+        Cycles from an accepted input to its result on :attr:`o` (4).
     in_lane : StructLayout
         Layout of one lane of ``i.payload``: ``w`` (signed, bias width: the current value,
         inside the limits) and ``q`` (signed, :attr:`q_shape`: the rule's product).
@@ -75,7 +78,7 @@ class EPUpdateUnit(wiring.Component):
         must take them when ``o.valid`` is high (meaningless while it is low).
     """
 
-    latency = 2
+    latency = 4
 
     def __init__(self, *, config: Config, lanes: int):
         if not isinstance(config, Config):
@@ -110,36 +113,41 @@ class EPUpdateUnit(wiring.Component):
         m = Module()
 
         # Only the valid bits are reset; payload registers load every cycle.
-        valid1 = Signal()
-        valid2 = Signal()
-        m.d.sync += [valid1.eq(self.i.valid), valid2.eq(valid1)]
-        m.d.comb += self.o.valid.eq(valid2)
+        valid = [self.i.valid] + [Signal(name=f"valid{k}") for k in range(1, self.latency + 1)]
+        m.d.sync += [valid[k + 1].eq(valid[k]) for k in range(self.latency)]
+        m.d.comb += self.o.valid.eq(valid[self.latency])
 
         # Thermometer mask: bit k is kept iff k < shift, i.e. draw & (2**shift - 1).
         mask = Signal(LFSR_BITS)
         m.d.comb += mask.eq(Cat(self.shift > k for k in range(LFSR_BITS)))
-        shift1 = Signal.like(self.shift, name="shift1", reset_less=True)
-        bias1 = Signal(name="bias1", reset_less=True)
-        m.d.sync += [shift1.eq(self.shift), bias1.eq(self.bias)]
+        shift = [self.shift] + [Signal.like(self.shift, name=f"shift{k}", reset_less=True)
+                                for k in (1, 2)]
+        bias = [self.bias] + [Signal(name=f"bias{k}", reset_less=True) for k in (1, 2, 3)]
+        m.d.sync += [shift[k + 1].eq(shift[k]) for k in range(2)]
+        m.d.sync += [bias[k + 1].eq(bias[k]) for k in range(3)]
         (wlo, whi), (blo, bhi) = c.weight_range, c.bias_range
-        lo, hi = Mux(bias1, blo, wlo), Mux(bias1, bhi, whi)
+        lo, hi = Mux(bias[3], blo, wlo), Mux(bias[3], bhi, whi)
 
         for p in range(self._lanes):
             lane = self.i.payload[p]
+            old = [lane.w] + [Signal(self.value_shape, name=f"old{k}_{p}", reset_less=True)
+                              for k in (1, 2, 3)]
+            m.d.sync += [old[k + 1].eq(old[k]) for k in range(3)]
             # Stage 1: q and the random bits.
             q1 = Signal(self.q_shape, name=f"q1_{p}", reset_less=True)
             d1 = Signal(LFSR_BITS, name=f"d1_{p}", reset_less=True)
-            old1 = Signal(self.value_shape, name=f"old1_{p}", reset_less=True)
-            m.d.sync += [q1.eq(lane.q), d1.eq(self.draws[p] & mask), old1.eq(lane.w)]
-
-            # Stage 2: stochastic rounding (arithmetic shift of a signed sum) and saturation.
-            rounded = (q1 + d1) >> shift1
-            total = Signal((old1 + rounded).shape(), name=f"sum_{p}")
-            m.d.comb += total.eq(old1 + rounded)
-            # The limits are full two's-complement ranges, so "inside" means the bits from the
-            # limit's sign bit up are all equal: no magnitude comparators.
-            inside = Mux(bias1, _fits(total, c.bias_bits), _fits(total, c.weight_bits))
-            out = Signal(self.value_shape, name=f"new2_{p}", reset_less=True)
+            m.d.sync += [q1.eq(lane.q), d1.eq(self.draws[p] & mask)]
+            # Stage 2: their sum; stage 3: the arithmetic shift (the stochastic rounding).
+            sum2 = Signal((q1 + d1).shape(), name=f"sum2_{p}", reset_less=True)
+            m.d.sync += sum2.eq(q1 + d1)
+            rounded3 = Signal(sum2.shape(), name=f"rounded3_{p}", reset_less=True)
+            m.d.sync += rounded3.eq(sum2 >> shift[2])
+            # Stage 4: the new value, saturated. The limits are full two's-complement ranges,
+            # so "inside" means the bits from the limit's sign bit up are all equal.
+            total = Signal((old[3] + rounded3).shape(), name=f"total_{p}")
+            m.d.comb += total.eq(old[3] + rounded3)
+            inside = Mux(bias[3], _fits(total, c.bias_bits), _fits(total, c.weight_bits))
+            out = Signal(self.value_shape, name=f"new4_{p}", reset_less=True)
             m.d.sync += out.eq(Mux(inside, total, Mux(total[-1], lo, hi)))
             m.d.comb += self.o.payload[p].eq(out)
         return m

@@ -137,31 +137,50 @@ class HostLink(wiring.Component):
         dropped_then = Signal(32)       # the dropped-byte count when COUNTERS executed
         reply_cmd = Signal(8)
         reply_len = Signal(16)
+        reply_last = Signal(16)         # index of the payload's last byte
         tx_crc = Signal(16)
         out_i = Signal(16)
         word = Signal(wb * 8)
         word_i = Signal(range(wb + 1))
 
         # -- execution ---------------------------------------------------------------------
+        # The accelerator's port strobes come from registers, not from the state decoding: a
+        # write happens the cycle after W_PORT (sel, addr and word still hold), then addr moves.
+        port_we, port_re = Signal(), Signal()
         sel = Signal(8)
         addr = Signal(16)
+        m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.wdata.eq(word),
+                     acc.port.we.eq(port_we), acc.port.re.eq(port_re)]
+        m.d.sync += [port_we.eq(0), port_re.eq(0)]
+        with m.If(port_we):
+            m.d.sync += addr.eq(addr + 1)
         count = Signal(16)
         rem = Signal(16)
         err = Signal(range(max(Error) + 1))
-        m.d.comb += reply_cmd.eq(Mux(reply_src == Reply.ERROR, NAK, cmd | 0x80))
+        # Registered: the header is sent at least two cycles after reply_src is set.
+        m.d.sync += reply_cmd.eq(Mux(reply_src == Reply.ERROR, NAK, cmd | 0x80))
         with m.Switch(reply_src):
             for kind, n in ((Reply.ERROR, 1), (Reply.INFO, len(g.info())), (Reply.COUNTERS, 16),
                             (Reply.RESULT, 1 + c.outputs), (Reply.EMPTY, 0)):
                 with m.Case(kind):
-                    m.d.comb += reply_len.eq(n)
+                    m.d.sync += [reply_len.eq(n), reply_last.eq(n - 1)]
             with m.Case(Reply.WORDS):
-                m.d.comb += reply_len.eq(count * wb)
+                m.d.sync += [reply_len.eq(count * wb), reply_last.eq(count * wb - 1)]
         label = Signal(range(c.outputs))
+        # The accelerator's start comes from a register as well: it fans out widely inside.
+        acc_start = Signal()
+        m.d.sync += acc_start.eq(0)
+        m.d.comb += [acc.start.eq(acc_start), acc.train.eq(cmd == Cmd.TRAIN), acc.label.eq(label)]
         new_shifts = Array(Signal(range(LFSR_BITS + 1), name=f"new_shift_{n}")
                            for n in ("w1", "w2", "b1", "b2"))
+        # The range check is pipelined (depth from sel; addr + count; the comparison), so the
+        # states that use it come two cycles after count is final (the *_SETTLE states): the
+        # adder and the comparator are kept off the paths of the state decoding.
         depth = Signal(16)
-        with m.If(sel < 5):   # Tensor W1..LFSR; any other sel has no words
-            m.d.comb += depth.eq(Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]])
+        end = Signal(17)
+        past_end = Signal()
+        m.d.sync += [depth.eq(Mux(sel < 5, Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]], 0)),
+                     end.eq(addr + count), past_end.eq(end > depth)]
         model_hash = Array(Const(b, 8) for b in g.model_hash)
         info = Array(Const(b, 8) for b in g.info())
         pixel = Signal(range(c.pixels + 1))
@@ -190,6 +209,17 @@ class HostLink(wiring.Component):
             m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(1), tx_crc_on.eq(crc)]
             with m.If(self.tx.ready):
                 m.next = nxt
+
+        def range_check(prefix, then):
+            """States PREFIX_SETTLE (the pipelined check catches up) and PREFIX_RANGE (NAK if
+            addr + count passes the tensor's end, else ``then()``)."""
+            with m.State(f"{prefix}_SETTLE"):
+                m.next = f"{prefix}_RANGE"
+            with m.State(f"{prefix}_RANGE"):
+                with m.If(past_end):
+                    nak(Error.BAD_ADDRESS)
+                with m.Else():
+                    then()
 
         with m.FSM():
             with m.State("HUNT"):
@@ -341,11 +371,13 @@ class HostLink(wiring.Component):
                     m.d.sync += [rem.eq(rem - wb), count.eq(count + 1)]
                 with m.Elif(rem != 0):
                     nak(Error.BAD_LENGTH)
-                with m.Elif(addr + count > depth):
-                    nak(Error.BAD_ADDRESS)
                 with m.Else():
-                    m.d.sync += [idx.eq(11), word_i.eq(0)]
-                    m.next = "W_BYTES"
+                    m.next = "W_SETTLE"
+
+            def first_word():
+                m.d.sync += [idx.eq(11), word_i.eq(0)]
+                m.next = "W_BYTES"
+            range_check("W", first_word)
             with m.State("W_BYTES"):
                 with consume():
                     m.d.sync += [fetch.eq(0), idx.eq(idx + 1), word_i.eq(word_i + 1),
@@ -353,9 +385,7 @@ class HostLink(wiring.Component):
                     with m.If(word_i == wb - 1):
                         m.next = "W_PORT"
             with m.State("W_PORT"):
-                m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.we.eq(1),
-                             acc.port.wdata.eq(word)]
-                m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), word_i.eq(0)]
+                m.d.sync += [port_we.eq(1), count.eq(count - 1), word_i.eq(0)]
                 with m.If(count == 1):
                     reply(Reply.EMPTY)
                 with m.Else():
@@ -378,10 +408,9 @@ class HostLink(wiring.Component):
             with m.State("READ_CHECK"):
                 with m.If((count == 0) | (count > MAX_READ)):
                     nak(Error.BAD_LENGTH)
-                with m.Elif(addr + count > depth):
-                    nak(Error.BAD_ADDRESS)
                 with m.Else():
-                    reply(Reply.WORDS)
+                    m.next = "READ_SETTLE"
+            range_check("READ", lambda: reply(Reply.WORDS))
 
             # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
             with m.State("LABEL"):
@@ -404,8 +433,7 @@ class HostLink(wiring.Component):
                         with m.If(pixel == c.pixels - 1):
                             m.next = "START"
             with m.State("START"):
-                m.d.comb += [acc.start.eq(1), acc.train.eq(cmd == Cmd.TRAIN),
-                             acc.label.eq(label)]
+                m.d.sync += acc_start.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(acc.done):
@@ -443,10 +471,10 @@ class HostLink(wiring.Component):
                 m.d.comb += [self.tx.valid.eq(1), tx_crc_on.eq(1)]
                 with m.If(self.tx.ready):
                     m.d.sync += out_i.eq(out_i + 1)
-                    with m.If(out_i + 1 == reply_len):
+                    with m.If(out_i == reply_last):
                         m.next = "C0"
             with m.State("P_READ"):
-                m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.re.eq(1)]
+                m.d.sync += port_re.eq(1)
                 m.next = "P_WAIT"
             with m.State("P_WAIT"):
                 with m.If(acc.port.rvalid):
@@ -457,7 +485,7 @@ class HostLink(wiring.Component):
                 with m.If(self.tx.ready):
                     m.d.sync += [word.eq(word >> 8),
                                  word_i.eq(word_i + 1), out_i.eq(out_i + 1)]
-                    with m.If(out_i + 1 == reply_len):
+                    with m.If(out_i == reply_last):
                         m.next = "C0"
                     with m.Elif(word_i == wb - 1):
                         m.next = "P_READ"

@@ -156,9 +156,10 @@ class NeuronUnit(wiring.Component):
             if self._nudge:
                 r_old = self._rate(m, lane.v, f"r_old_{p}")
                 # target << rb is at most one above the largest rate: q needs rb + 2 signed bits.
-                q = Signal(signed(rb + 2), name=f"nudge_q_{p}")
-                m.d.comb += q.eq(Mux(lane.target, 1 << rb, 0) - r_old)
-                q_signed = Mux(self.negate, -q, q)
+                # -q is formed as r_old - target directly: one carry chain on the path, not two.
+                q_signed = Signal(signed(rb + 2), name=f"nudge_q_{p}")
+                target = Mux(lane.target, 1 << rb, 0)
+                m.d.comb += q_signed.eq(Mux(self.negate, r_old - target, target - r_old))
                 nudge = Mux(lane.nudge, q_signed >> c.nudge_shift, 0)
                 # drive + nudge lies in the drive range by contract, so truncation is exact.
                 m.d.sync += drive1.eq(lane.drive + nudge)

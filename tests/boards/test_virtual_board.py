@@ -11,6 +11,7 @@ from eqfpga.boards import targets, virtual
 from eqfpga.boards.host import Host, open_port
 from eqfpga.cli import main
 from eqfpga.golden import network
+from eqfpga.golden.host_link import Geometry
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,11 @@ def test_garbage_then_run_without_reloading(board, capsys):
 def test_weights_read_back(board):
     ck = checkpoint.load(checkpoint.shipped())
     host = Host(open_port(board), timeout=5)
-    back_b2 = host.request(3, bytes([3, 0, 0, 10]))  # READ b2
-    words = [int.from_bytes(back_b2[8 * i:8 * i + 8], "little") for i in range(10)]
-    b2 = [w - (1 << 64) if w >> 63 else w for w in words]
+    g = Geometry(ck.config, targets.get_board("icebreaker").lanes)
+    wb = g.word_bytes
+    back_b2 = host.request(3, bytes([3, 0, 0, 10]))  # READ b2: sign-extended to a word
+    words = [int.from_bytes(back_b2[wb * i:wb * i + wb], "little") for i in range(10)]
+    b2 = [w - (1 << g.word_bits) if w >> (g.word_bits - 1) else w for w in words]
     assert b2 == [int(v) for v in ck.params.b2]
     counters = host.counters()
     assert counters["samples"] >= 5 and counters["dropped_bytes"] > 0

@@ -231,7 +231,7 @@ class Accelerator(wiring.Component):
         # Neuron j < H is hidden neuron j, neuron H + k is output k.
         m.submodules.state = smem = memory.Memory(shape=vp, depth=H + Y, init=[])
         s_rd, s_wr = smem.read_port(), smem.write_port()
-        # Rates at the end of the two phases the update compares (see _record below).
+        # Rates at the end of the two phases the update compares (see record_for below).
         # Word g: the P hidden neurons of group g; word G + k: output k (lane 0).
         m.submodules.rate_a = ra_mem = memory.Memory(shape=rates, depth=G + Y, init=[])
         m.submodules.rate_b = rb_mem = memory.Memory(shape=rates, depth=G + Y, init=[])
@@ -240,7 +240,6 @@ class Accelerator(wiring.Component):
 
         # -- arithmetic units ----------------------------------------------------------------
         m.submodules.neuron = nu = NeuronUnit(config=c, lanes=1, nudge=True)
-        lat = NeuronUnit.latency
         # One bank of P multipliers (a common operand times one per lane) serves the input
         # drive, the W1 rule and the W2 rule in turn; one update unit serves all four tensors.
         mul_a = Signal(signed(max(c.input_bits, c.rate_bits) + 1))
@@ -360,7 +359,11 @@ class Accelerator(wiring.Component):
         # while A needs Y (outputs) cycles for the next group: with a few cycles to spare one
         # buffer suffices, otherwise two let A run a group ahead.
         nbuf = 1 if P + 3 <= Y else 2
-        fbq = [[Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P)] for b in range(nbuf)]
+        fbq = Array(Array(Signal(drive_s, name=f"fbq{b}_{l}") for l in range(P))
+                    for b in range(nbuf))
+
+        def fbq_bank(group):
+            return group[0] if nbuf == 2 else 0
         step_run = Signal()      # a step is in progress
         first_step = Signal()    # the sample's first step: every state starts at zero
         record = Signal(2)       # 0: no, 1: save rates in A, 2: in B (set for a phase's last step)
@@ -369,13 +372,13 @@ class Accelerator(wiring.Component):
         a_g, a_k = Signal(range(G + 1)), Signal(range(Y))
         a_addr = Signal(range(Y * G + G + 1))
         a_groups = Signal(range(G + 1))     # groups whose feedback is in fbq
-        b_groups = Signal(range(G + 1))     # groups whose feedback B has taken
+        b_g = Signal(range(G + 1))          # groups whose feedback B has taken (B's group)
         a_v1, a_k1, a_g1, a_last1 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
         a_issue = Signal()
         if nbuf == 1:   # a group's last word overwrites fbq: B must have taken the previous
-            m.d.comb += a_issue.eq(step_run & (a_g < G) & ((a_k != Y - 1) | (b_groups == a_g)))
+            m.d.comb += a_issue.eq(step_run & (a_g < G) & ((a_k != Y - 1) | (b_g == a_g)))
         else:
-            m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_groups + 1))
+            m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_g + 1))
         with m.If(busy):
             m.d.comb += w2_rd.addr.eq(a_addr)
         m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1)]
@@ -400,16 +403,12 @@ class Accelerator(wiring.Component):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
             with m.If(a_last1):
                 m.d.sync += a_groups.eq(a_groups + 1)
-                with m.If(a_g1[0] if nbuf == 2 else 0):
-                    m.d.sync += [fbq[-1][l].eq(fb_new[l]) for l in range(P)]
-                with m.Else():
-                    m.d.sync += [fbq[0][l].eq(fb_new[l]) for l in range(P)]
+                m.d.sync += [fbq[fbq_bank(a_g1)][l].eq(fb_new[l]) for l in range(P)]
 
         # B: the neurons one per cycle through the neuron lane in index order: hidden neuron
         # j once its group's feedback is ready, then output k (neuron H + k) once A is done.
         b_j = Signal(range(H + Y + 1))
         b_l = Signal(range(P))
-        b_g = Signal(range(G + 1))
         b_k = Signal(range(Y + 1))
         b_out = Signal()
         b_issue = Signal()
@@ -420,15 +419,14 @@ class Accelerator(wiring.Component):
                                                a_groups > b_g))]
         with m.If(busy):
             m.d.comb += [s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
-        fbq_sel = Array(Array(fbq[b]) for b in range(nbuf))
-        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq_sel[b_g[0] if nbuf == 2 else 0][b_l]),
+        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq[fbq_bank(b_g)][b_l]),
                      b_l1.eq(b_l), b_g1.eq(b_g), b_k1.eq(b_k), b_out1.eq(b_out)]
         with m.If(b_issue):
             m.d.sync += b_j.eq(b_j + 1)
             with m.If(b_out):
                 m.d.sync += b_k.eq(b_k + 1)
             with m.Elif(b_l == P - 1):
-                m.d.sync += [b_l.eq(0), b_g.eq(b_g + 1), b_groups.eq(b_groups + 1)]
+                m.d.sync += [b_l.eq(0), b_g.eq(b_g + 1)]
             with m.Else():
                 m.d.sync += b_l.eq(b_l + 1)
 
@@ -446,7 +444,7 @@ class Accelerator(wiring.Component):
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
                                  "group": range(G + 1), "k": range(Y)})
-        lat += 1     # the input register
+        lat = NeuronUnit.latency + 1     # and the lane's input register
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
         m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
                      tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
@@ -493,7 +491,7 @@ class Accelerator(wiring.Component):
 
         def begin_step():
             return [step_run.eq(1), a_g.eq(0), a_k.eq(0), a_addr.eq(0), a_groups.eq(0),
-                    b_groups.eq(0), b_j.eq(0), b_l.eq(0), b_g.eq(0), b_k.eq(0), y_done.eq(0)]
+                    b_j.eq(0), b_l.eq(0), b_g.eq(0), b_k.eq(0), y_done.eq(0)]
 
         if self._trace:
             # The step's hidden spikes arrive in index order: shift them in.
@@ -519,7 +517,9 @@ class Accelerator(wiring.Component):
                 stmts.append(record.eq(0))
             return stmts
 
-        rn_a = c.symmetric_nudge      # symmetric: rn = rates A (+beta), rf = rates B (-beta)
+        # The update's Rn and Rf: symmetric EP compares rates A (+beta) and B (-beta),
+        # one-sided EP rates B (nudged) and A (free).
+        rn, rf = (ra_rd.data, rb_rd.data) if c.symmetric_nudge else (rb_rd.data, ra_rd.data)
 
         # -- sequencer -----------------------------------------------------------------------
         # input drive counters
@@ -550,7 +550,7 @@ class Accelerator(wiring.Component):
         u_lane1 = Signal(range(P))
         u_out1 = Signal()
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
-        u_drain = Signal(range(EPUpdateUnit.latency + 2))   # cycles until the last result is in
+        u_fetch = Signal()       # ROW: the image entry of row un arrives in the next cycle
 
         with m.FSM():
             with m.State("IDLE"):
@@ -616,7 +616,7 @@ class Accelerator(wiring.Component):
                     with m.Elif((phase == Phase.PLUS) & c.symmetric_nudge):
                         m.d.sync += enter_phase(Phase.MINUS, c.nudge_steps)
                     with m.Else():
-                        m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_drain.eq(0),
+                        m.d.sync += [un.eq(0), ug.eq(0), u_slot.eq(0), u_fetch.eq(0),
                                      lfsr_sel.eq(0)]
                         m.next = "ROW"
 
@@ -624,14 +624,14 @@ class Accelerator(wiring.Component):
                 # W1: rows with x != 0 ascending, words of a row ascending; the single-port RAM
                 # reads in even slots and writes (two cycles after the read) in odd slots.
                 m.d.comb += img_rd.addr.eq(un)
-                m.d.sync += u_drain.eq(u_drain + 1)
+                m.d.sync += u_fetch.eq(1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_drain.eq(0), u_slot.eq(0), u_col.eq(1),
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_fetch.eq(0), u_slot.eq(0), u_col.eq(1),
                                  lfsr_sel.eq(1)]
                     m.next = "UPD_W2"
-                with m.Elif(u_drain == 1):   # image entry of row un has arrived
+                with m.Elif(u_fetch):   # image entry of row un has arrived
                     m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
-                                 ug.eq(0), u_slot.eq(0), u_drain.eq(0)]
+                                 ug.eq(0), u_slot.eq(0), u_fetch.eq(0)]
                     m.next = "UPD_W1"
 
             with m.State("UPD_W1"):
@@ -647,14 +647,13 @@ class Accelerator(wiring.Component):
                 m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1),
                              up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
-                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 for l in range(P):
                     m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
                                  up.i.payload[l].w.eq(w1_rdata[l])]
                 with m.If(up.o.valid):
                     m.d.comb += [w1.addr.eq(u_waddr), w1.we.eq(1), w1.wdata.eq(new_weights)]
-                with m.If((ug == G) & ~read & ~u_v1 & ~up.o.valid & ~_pending(m, up, "update")):
-                    m.d.sync += [un.eq(un + 1), u_drain.eq(0)]
+                with m.If((ug == G) & ~read & ~u_v1 & ~up.busy):
+                    m.d.sync += [un.eq(un + 1), u_fetch.eq(0)]
                     m.next = "ROW"
 
             with m.State("UPD_W2"):
@@ -669,7 +668,6 @@ class Accelerator(wiring.Component):
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col), u_v2.eq(u_v1),
                              u_latch.eq(u_col)]
                 m.d.comb += u_addr[0].eq(u_k * G + ug)
-                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 with m.If(u_latch):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
                 with m.If(u_col):
@@ -690,12 +688,9 @@ class Accelerator(wiring.Component):
                 with m.If(up.o.valid):
                     m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
-                with m.If(~more):
-                    m.d.sync += u_drain.eq(u_drain + 1)
-                    with m.If(u_drain == EPUpdateUnit.latency + 1):
-                        m.d.sync += [u_j.eq(0), u_k.eq(0), u_drain.eq(0), u_bl.eq(0), u_bg.eq(0),
-                                     one_draw.eq(1)]
-                        m.next = "UPD_B"
+                with m.If(~more & ~u_v1 & ~u_v2 & ~up.busy):
+                    m.d.sync += [u_j.eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
+                    m.next = "UPD_B"
 
             with m.State("UPD_B"):
                 # b1 then b2, in the bias memory's order, through lane 0; u_j = u_bg * P + u_bl
@@ -716,7 +711,6 @@ class Accelerator(wiring.Component):
                         m.d.sync += [u_bl.eq(0), u_bg.eq(u_bg + 1)]
                     with m.Else():
                         m.d.sync += u_bl.eq(u_bl + 1)
-                rn, rf = (ra_rd.data, rb_rd.data) if rn_a else (rb_rd.data, ra_rd.data)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
                 m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
@@ -727,23 +721,12 @@ class Accelerator(wiring.Component):
                 with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_waddr), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]
-                with m.If(~read):
-                    m.d.sync += u_drain.eq(u_drain + 1)
-                    with m.If(u_drain == EPUpdateUnit.latency + 1):
-                        m.next = "FINISH"
+                with m.If(~read & ~u_v1 & ~up.busy):
+                    m.next = "FINISH"
 
             with m.State("FINISH"):
-                m.d.sync += [one_draw.eq(0), busy.eq(0), self.done.eq(1), n_pix.eq(0), nnz.eq(0), base_in.eq(0),
-                             step_run.eq(0)]
+                m.d.sync += [one_draw.eq(0), busy.eq(0), self.done.eq(1), n_pix.eq(0), nnz.eq(0),
+                             base_in.eq(0), step_run.eq(0)]
                 m.next = "IDLE"
         return m
 
-
-def _pending(m, unit, name: str):
-    """High while ``unit`` (called ``name``) holds an input that has not come out yet."""
-    busy = Signal(name=f"{name}_pending")
-    stages = [Signal(name=f"{name}_stage{d}") for d in range(unit.latency)]
-    m.d.sync += stages[0].eq(unit.i.valid)
-    m.d.sync += [stages[d + 1].eq(stages[d]) for d in range(unit.latency - 1)]
-    m.d.comb += busy.eq(Cat(*stages).any())
-    return busy

@@ -76,6 +76,9 @@ class EPUpdateUnit(wiring.Component):
     o : ``Out(valid_signature(ArrayLayout(value_shape, lanes)))``
         The updated values, ``latency`` cycles after the input, in input order; the consumer
         must take them when ``o.valid`` is high (meaningless while it is low).
+    busy : ``Out(1)``
+        An accepted input has not left :attr:`o` yet (high up to and including the cycle of
+        its ``o.valid``): a consumer waits for it to fall before moving on.
     """
 
     latency = 4
@@ -98,6 +101,7 @@ class EPUpdateUnit(wiring.Component):
             "shift": In(range(LFSR_BITS + 1)),
             "draws": In(data.ArrayLayout(LFSR_BITS, lanes)),
             "o": Out(valid_signature(data.ArrayLayout(self.value_shape, lanes))),
+            "busy": Out(1),
         })
 
     @property
@@ -115,7 +119,7 @@ class EPUpdateUnit(wiring.Component):
         # Only the valid bits are reset; payload registers load every cycle.
         valid = [self.i.valid] + [Signal(name=f"valid{k}") for k in range(1, self.latency + 1)]
         m.d.sync += [valid[k + 1].eq(valid[k]) for k in range(self.latency)]
-        m.d.comb += self.o.valid.eq(valid[self.latency])
+        m.d.comb += [self.o.valid.eq(valid[self.latency]), self.busy.eq(Cat(*valid[1:]).any())]
 
         # Thermometer mask: bit k is kept iff k < shift, i.e. draw & (2**shift - 1).
         mask = Signal(LFSR_BITS)

@@ -145,14 +145,14 @@ class HostLink(wiring.Component):
 
         # -- execution ---------------------------------------------------------------------
         # The accelerator's port strobes come from registers, not from the state decoding: a
-        # write happens the cycle after W_PORT (sel, addr and word still hold), then addr moves.
+        # write (read) happens the cycle after W_PORT (P_READ), then addr moves to the next word.
         port_we, port_re = Signal(), Signal()
         sel = Signal(8)
         addr = Signal(16)
         m.d.comb += [acc.port.sel.eq(sel), acc.port.addr.eq(addr), acc.port.wdata.eq(word),
                      acc.port.we.eq(port_we), acc.port.re.eq(port_re)]
         m.d.sync += [port_we.eq(0), port_re.eq(0)]
-        with m.If(port_we):
+        with m.If(port_we | port_re):
             m.d.sync += addr.eq(addr + 1)
         count = Signal(16)
         rem = Signal(16)
@@ -478,7 +478,7 @@ class HostLink(wiring.Component):
                 m.next = "P_WAIT"
             with m.State("P_WAIT"):
                 with m.If(acc.port.rvalid):
-                    m.d.sync += [word.eq(acc.port.rdata), word_i.eq(0), addr.eq(addr + 1)]
+                    m.d.sync += [word.eq(acc.port.rdata), word_i.eq(0)]
                     m.next = "P_WORD"
             with m.State("P_WORD"):
                 m.d.comb += [self.tx.payload.eq(word[:8]), self.tx.valid.eq(1), tx_crc_on.eq(1)]

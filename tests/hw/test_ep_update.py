@@ -34,7 +34,7 @@ def stream_words(dut, words, *, shifts, draws=None, rng, bias=False, top=None, s
     ``draws`` is a list of per-word draw lists, or None when an LFSR inside ``top`` feeds them.
     ``setup(ctx)``, ``per_word(ctx, k)`` (as word ``k`` is presented) and ``teardown(ctx)`` are
     optional testbench hooks. Returns the output words; also checks the latency."""
-    outputs, in_cycles, out_cycles = [], [], []
+    outputs, in_cycles, out_cycles, busy = [], [], [], []
 
     async def tb(ctx):
         if setup is not None:
@@ -58,6 +58,10 @@ def stream_words(dut, words, *, shifts, draws=None, rng, bias=False, top=None, s
                 out = ctx.get(dut.o.payload)
                 outputs.append([int(out[p]) for p in range(dut.lanes)])
                 out_cycles.append(cycle)
+            # busy: some input taken before this cycle has not come out before this cycle
+            in_flight = (sum(1 for c in in_cycles if c < cycle)
+                         - sum(1 for c in out_cycles if c < cycle))
+            busy.append((ctx.get(dut.busy), in_flight > 0))
             await ctx.tick()
             cycle += 1
             assert cycle < 10 * len(words) + 20, "outputs missing"
@@ -69,6 +73,7 @@ def stream_words(dut, words, *, shifts, draws=None, rng, bias=False, top=None, s
     sim.add_testbench(tb)
     sim.run()
     assert [o - i for i, o in zip(in_cycles, out_cycles)] == [dut.latency] * len(words)
+    assert all(bool(got) == want for got, want in busy)
     return outputs
 
 

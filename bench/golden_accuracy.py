@@ -38,8 +38,9 @@ def train_float(c, epochs: int, out: Path, dataset: str, data_dir) -> list[dict]
     for ep in range(len(history), epochs):
         rule = c.at_epoch(ep)
         t0, correct = time.perf_counter(), 0
-        for i in tqdm(trainer.epoch_order(c, ep, len(tr)), desc=f"float epoch {ep + 1}", mininterval=2):
-            correct += float_ref.train_sample(tr.images[i], int(tr.labels[i]), p, rule) == tr.labels[i]
+        xs, ys = trainer.epoch_samples(c, tr.images, tr.labels, ep)
+        for x, y in tqdm(zip(xs, ys), total=len(ys), desc=f"float epoch {ep + 1}", mininterval=2):
+            correct += float_ref.train_sample(x, int(y), p, rule) == y
         history.append({"epoch": ep + 1, "train_accuracy": correct / len(tr),
                         "test_accuracy": float_ref.accuracy(te.images, te.labels, p, c),
                         "seconds": time.perf_counter() - t0})

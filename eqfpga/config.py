@@ -129,6 +129,9 @@ class Config(NeuronFormats):
     b1_shift: int = 8
     b2_shift: int = 8
     lr_decay_epochs: int = 0
+    # training images are moved by up to this many pixels in x and y (zero fill) before they
+    # reach the chip: host-side augmentation, the chip trains on whatever it is sent
+    augment_shift: int = 0
     w1_init: int = 16
     w2_init: int = 16
     seed: int = 1
@@ -182,9 +185,10 @@ class Config(NeuronFormats):
     @property
     def model_hash(self) -> str:
         """SHA-256 over everything that changes what the network computes (not its name).
-        ``crop`` enters only when set, so configurations made before it keep their hash."""
+        ``crop`` and ``augment_shift`` enter only when set, so configurations made before them
+        keep their hash."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")
-             and not (k == "crop" and v == 0)}
+             and not (k in ("crop", "augment_shift") and v == 0)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     # -- validation -----------------------------------------------------------------------
@@ -203,13 +207,18 @@ class Config(NeuronFormats):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
                      "beta_shift", "w1_shift", "w2_shift", "b1_shift", "b2_shift",
-                     "w1_init", "w2_init", "seed", "lr_decay_epochs", "crop"):
+                     "w1_init", "w2_init", "seed", "lr_decay_epochs", "crop", "augment_shift"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(isinstance(self.symmetric_nudge, bool),
              f"symmetric_nudge must be true or false, got {self.symmetric_nudge!r}")
         need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
         need(not self.crop or math.isqrt(self.inputs) ** 2 == self.inputs,
              f"crop needs a square input window: inputs = {self.inputs} is not a square")
+        need(not self.augment_shift or math.isqrt(self.pixels) ** 2 == self.pixels,
+             f"augment_shift needs square images: {self.pixels} pixels is not a square")
+        need(self.augment_shift < math.isqrt(self.pixels),
+             f"augment_shift {self.augment_shift} moves the whole image out of its "
+             f"{math.isqrt(self.pixels)}-pixel side")
         need(self.input_bits <= 8, f"input_bits must be <= 8 (pixels are 8 bit), got {self.input_bits}")
         need(self.weight_bits >= 2, "weight_bits must be >= 2")
         need(self.bias_bits >= self.weight_bits,
@@ -282,8 +291,8 @@ _KNOWN_SECTIONS = {
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift",
                     "drive_bits", "membrane_bits"),
     "phases": ("free_steps", "nudge_steps", "symmetric_nudge"),
-    "learning": ("w1_shift", "w2_shift", "b1_shift", "b2_shift", "lr_decay_epochs", "w1_init",
-                 "w2_init", "seed"),
+    "learning": ("w1_shift", "w2_shift", "b1_shift", "b2_shift", "lr_decay_epochs",
+                 "augment_shift", "w1_init", "w2_init", "seed"),
 }
 
 

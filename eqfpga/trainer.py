@@ -1,14 +1,17 @@
 """The training run around :func:`eqfpga.golden.train.train_sample`: data order, progress,
 per-epoch evaluation, resumable checkpoints and the training-curve plot.
 
-Sample order: epoch ``e`` visits the training set in ``permutation(seed, e)``, so a run resumed
-from a checkpoint at (epoch, position) continues with exactly the samples and LFSR positions
-an uninterrupted run would have used: the weights come out identical.
+Sample order: epoch ``e`` visits the training set in ``permutation(seed, e)``, each image moved
+by a shift drawn from ``(seed, e, 1)`` when ``augment_shift`` is set, so a run resumed from a
+checkpoint at (epoch, position) continues with exactly the samples and LFSR positions an
+uninterrupted run would have used: the weights come out identical. Every trainer (golden,
+float reference, on chip) takes its samples from :func:`epoch_samples`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,6 +25,33 @@ from eqfpga.golden import ep_update, network, train
 
 def epoch_order(c: Config, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([c.seed, epoch]).permutation(n)
+
+
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Square row-major images (n, side*side) moved down by ``dy`` and right by ``dx`` pixels
+    (negative: up, left); pixels moved in from outside are 0."""
+    n, side = len(images), math.isqrt(images.shape[1])
+    src = images.reshape(n, side, side)
+    out = np.zeros_like(src)
+    out[:, max(dy, 0):side + min(dy, 0), max(dx, 0):side + min(dx, 0)] = \
+        src[:, max(-dy, 0):side + min(-dy, 0), max(-dx, 0):side + min(-dx, 0)]
+    return out.reshape(n, side * side)
+
+
+def epoch_samples(c: Config, images: np.ndarray, labels: np.ndarray,
+                  epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels epoch ``epoch`` (from 0) trains on, in the order it visits them."""
+    order = epoch_order(c, epoch, len(images))
+    x, y = images[order], labels[order]
+    if c.augment_shift:
+        s = c.augment_shift
+        moves = np.random.default_rng([c.seed, epoch, 1]).integers(-s, s + 1, size=(len(x), 2))
+        for dy in range(-s, s + 1):
+            for dx in range(-s, s + 1):
+                pick = (moves[:, 0] == dy) & (moves[:, 1] == dx)
+                if (dy or dx) and pick.any():
+                    x[pick] = shift_images(x[pick], dy, dx)
+    return x, y
 
 
 def fresh(c: Config) -> ckpt.Checkpoint:
@@ -47,7 +77,7 @@ def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str
     from tqdm import tqdm
 
     while ck.epoch < epochs:
-        order = epoch_order(c, ck.epoch, n)
+        xs, ys = epoch_samples(c, train_set.images, train_set.labels, ck.epoch)
         rule = c.at_epoch(ck.epoch)
         bar = tqdm(total=n, initial=ck.position, desc=f"epoch {ck.epoch + 1}/{epochs}",
                    unit="sample", disable=not progress, mininterval=1.0)
@@ -55,10 +85,9 @@ def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str
         t0, done0 = time.perf_counter(), ck.position
         try:
             while ck.position < n:
-                i = order[ck.position]
-                r = train.train_sample(train_set.images[i], int(train_set.labels[i]),
-                                       ck.params, rule, ck.streams)
-                correct += int(r.prediction == train_set.labels[i])
+                k = ck.position
+                r = train.train_sample(xs[k], int(ys[k]), ck.params, rule, ck.streams)
+                correct += int(r.prediction == ys[k])
                 ck.position += 1
                 ck.samples_seen += 1
                 bar.update(1)

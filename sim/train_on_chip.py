@@ -21,25 +21,25 @@ from eqfpga.golden import network, train
 __all__ = ["train_on_chip"]
 
 
-def _golden_epoch(c: Config, ck, x, y, order):
+def _golden_epoch(c: Config, ck, x, y):
     from eqfpga.golden.ep_update import Streams
     p, st = ck.params.copy(), Streams(*ck.streams.as_list())
     rule = c.at_epoch(ck.epoch)
-    preds = np.zeros(len(order), np.int64)
-    for n, i in enumerate(order):
-        preds[n] = train.train_sample(x[i], int(y[i]), p, rule, st).prediction
+    preds = np.zeros(len(y), np.int64)
+    for n in range(len(y)):
+        preds[n] = train.train_sample(x[n], int(y[n]), p, rule, st).prediction
     return p, st, preds
 
 
-def _verilator_epoch(c, ck, x, y, order, lanes, bar):
+def _verilator_epoch(c, ck, x, y, lanes, bar):
     from eqfpga.sim import verilator
     b = verilator.build(c, lanes)
-    hw = verilator.run(b, x[order], ck.params, streams=ck.streams, labels=y[order], train=True,
+    hw = verilator.run(b, x, ck.params, streams=ck.streams, labels=y, train=True,
                        read_back=True, shifts=c.at_epoch(ck.epoch), progress=bar)
     return hw.params, hw.streams, hw.prediction, hw.clock_cycles, float(hw.cycles.mean())
 
 
-def _port_epoch(c, ck, x, y, order, port, bar):
+def _port_epoch(c, ck, x, y, port, bar):
     from eqfpga.boards.host import Host, open_port
     from eqfpga.golden import lfsr
     from eqfpga.golden.ep_update import Streams
@@ -47,9 +47,9 @@ def _port_epoch(c, ck, x, y, order, port, bar):
     host.load(c, ck.params, ck.streams)
     rule = c.at_epoch(ck.epoch)
     host.set_shifts(rule.w1_shift, rule.w2_shift, rule.b1_shift, rule.b2_shift)
-    preds = np.zeros(len(order), np.int64)
-    for n, i in enumerate(order):
-        preds[n], _ = host.train(x[i], int(y[i]), c.outputs)
+    preds = np.zeros(len(y), np.int64)
+    for n in range(len(y)):
+        preds[n], _ = host.train(x[n], int(y[n]), c.outputs)
         if bar is not None:
             bar.update(1)
     params = host.read_params(c)
@@ -72,22 +72,21 @@ def train_on_chip(c: Config, out: Path, epochs: int, *, sim: str = "verilator", 
     ck = trainer.fresh(c)
     history = []
     for _ in range(epochs):
-        order = trainer.epoch_order(c, ck.epoch, len(tr))
+        xs, ys = trainer.epoch_samples(c, tr.images, tr.labels, ck.epoch)
         t0 = time.perf_counter()
-        with tqdm(total=len(order), desc=f"on-chip epoch {ck.epoch + 1} ({port or sim})",
+        with tqdm(total=len(ys), desc=f"on-chip epoch {ck.epoch + 1} ({port or sim})",
                   unit="sample", mininterval=2, disable=not progress) as bar:
             if port:
-                params, streams, preds, clock, cycles = _port_epoch(c, ck, tr.images, tr.labels, order, port, bar)
+                params, streams, preds, clock, cycles = _port_epoch(c, ck, xs, ys, port, bar)
             else:
-                params, streams, preds, clock, cycles = _verilator_epoch(c, ck, tr.images, tr.labels,
-                                                                          order, lanes, bar)
+                params, streams, preds, clock, cycles = _verilator_epoch(c, ck, xs, ys, lanes, bar)
         seconds = time.perf_counter() - t0
-        entry = {"epoch": ck.epoch + 1, "samples": len(order), "seconds": seconds,
-                 "samples_per_second": len(order) / seconds,
-                 "train_accuracy": float(np.mean(preds == tr.labels[order])),
+        entry = {"epoch": ck.epoch + 1, "samples": len(ys), "seconds": seconds,
+                 "samples_per_second": len(ys) / seconds,
+                 "train_accuracy": float(np.mean(preds == ys)),
                  "cycles_per_sample": cycles, "clock_cycles": clock}
         if check:
-            g_params, g_streams, g_preds = _golden_epoch(c, ck, tr.images, tr.labels, order)
+            g_params, g_streams, g_preds = _golden_epoch(c, ck, xs, ys)
             diff = params.differences(g_params)
             entry.update({"weights_equal_golden": not diff, "differences": len(diff),
                           "first_differences": [list(map(str, d)) for d in diff[:10]],
@@ -97,7 +96,7 @@ def train_on_chip(c: Config, out: Path, epochs: int, *, sim: str = "verilator", 
         entry["test_accuracy"] = _test_accuracy(te, params, c)
         history.append(entry)
         ck = checkpoint.Checkpoint(c, params, streams, epoch=ck.epoch + 1, position=0,
-                                   samples_seen=ck.samples_seen + len(order), history=history,
+                                   samples_seen=ck.samples_seen + len(ys), history=history,
                                    meta={"trained": f"on chip ({port or sim})"})
         checkpoint.save(ck, out / "last.npz")
     return {"config": c.name, "checkpoint": str(out / "last.npz"), "history": history}

@@ -99,3 +99,13 @@ def test_crop_keeps_a_square_window():
         Config(name="c", inputs=401, crop=1, hidden=32)
     # crop enters the model hash only when set: older configurations keep theirs
     assert Config(name="c", hidden=32).model_hash != Config(name="c", inputs=400, crop=4, hidden=32).model_hash
+
+
+def test_augment_shift_is_checked_and_hashed_only_when_set():
+    base = Config(name="c", hidden=32)
+    assert Config(name="c", hidden=32, augment_shift=0).model_hash == base.model_hash
+    assert Config(name="c", hidden=32, augment_shift=1).model_hash != base.model_hash
+    with pytest.raises(ConfigError, match="augment_shift"):
+        Config(name="c", hidden=32, augment_shift=28)
+    with pytest.raises(ConfigError, match="augment_shift"):
+        Config(name="c", inputs=500, hidden=32, augment_shift=1)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from eqfpga.boards.targets import Board, BoardError
+from eqfpga.boards.clocking import ClockDomainGenerator
 from eqfpga.boards.top import BoardTop, PlatformTop
 from eqfpga.config import load_config
 
@@ -108,8 +109,9 @@ def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
-    clock_hz = platform.default_clk_frequency
-    top = PlatformTop(design(board, clock_hz, config, lanes))
+    clock_hz = board.pll_hz or platform.default_clk_frequency
+    clocks = ClockDomainGenerator(board.family, board.pll_hz) if board.pll_hz else None
+    top = PlatformTop(design(board, clock_hz, config, lanes), clocks)
     os.environ.update(toolchain_env())
     name = "eqfpga"
     opts = ["--report", "report.json", "--timing-allow-fail"]

@@ -24,6 +24,8 @@ class Board:
     config: str                   #: shipped configuration name
     lanes: int
     target_hz: float              #: the clock the design must close timing at
+    #: the design's clock, made by a PLL from the board's oscillator; None: the oscillator's
+    pll_hz: float | None = None
     baud: int = 115_200
     spram: bool = False           #: W1 in iCE40 SPRAM
     description: str = ""
@@ -61,7 +63,7 @@ def register(board: Board) -> Board:
 # Two lanes: the 400-320-10 network's logic fits the UP5K's 5,280 cells at 2 lanes (4 lanes
 # need about 5,800; see README, Boards).
 register(Board("icebreaker", "icebreaker:ICEBreakerPlatform", "up5k", lanes=2, target_hz=30e6,
-               spram=True, description="iCEBreaker, iCE40 UP5K: W1 in the four SPRAMs",
+               pll_hz=30e6, spram=True, description="iCEBreaker, iCE40 UP5K: W1 in the four SPRAMs",
                resources={"LUT": 5280, "FF": 5280, "EBR": 30, "SPRAM": 4, "DSP": 8}))
 register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target_hz=80e6,
                description="ULX3S, ECP5 LFE5U-85F",

@@ -62,13 +62,17 @@ class BoardTop(wiring.Component):
 
 
 class PlatformTop(Elaboratable):
-    """:class:`BoardTop` on an amaranth-boards platform: its UART and first LEDs."""
+    """:class:`BoardTop` on an amaranth-boards platform: its UART and first LEDs, clocked by
+    ``clocks`` (a :class:`~eqfpga.boards.clocking.ClockDomainGenerator`) or, without one, by
+    the platform's own clock."""
 
-    def __init__(self, top: BoardTop):
-        self.top = top
+    def __init__(self, top: BoardTop, clocks: Elaboratable | None = None):
+        self.top, self.clocks = top, clocks
 
     def elaborate(self, platform):
         m = Module()
+        if self.clocks is not None:
+            m.submodules.clocks = self.clocks
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)

@@ -525,8 +525,9 @@ class Accelerator(wiring.Component):
         # input drive counters
         dg = Signal(range(G + 1))
         dn = Signal(range(N + 1))
-        d_v1, d_v2 = Signal(), Signal()
-        d_x1 = Signal(c.input_bits)
+        d_v1, d_v2, d_v3 = Signal(), Signal(), Signal()
+        d_x1, d_x2 = Signal(c.input_bits), Signal(c.input_bits)
+        d_addr = Signal(range(N * G))    # the W1 word of the entry that arrived last cycle
         acc_s = w["input_acc"].shape
         acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
         dl = Signal(range(P + 1))
@@ -534,19 +535,21 @@ class Accelerator(wiring.Component):
         # update counters
         un, ug = Signal(range(N + 1)), Signal(range(G + 1))
         u_slot = Signal()
-        row_base, row_x = Signal(row_bits), Signal(c.input_bits)
+        row_x = Signal(c.input_bits)
         u_v1, u_v2 = Signal(), Signal()
         u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
         y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
         # The address of each update read, delayed until its result is written (u_waddr).
+        # u_addr[0] is a register stepped by one per read (W1: row base + group; W2:
+        # k * G + group; biases: b1 then b2), so no adder or multiplier sits in front of a
+        # memory address.
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
                   for d in range(EPUpdateUnit.latency + 2)]
         m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(EPUpdateUnit.latency + 1)]
         u_waddr = u_addr[EPUpdateUnit.latency + 1]
         u_k = Signal(range(Y + 1))
-        u_j = Signal(range(H + Y + 1))
         u_lane1 = Signal(range(P))
         u_out1 = Signal()
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
@@ -566,18 +569,21 @@ class Accelerator(wiring.Component):
                 # D[j] = (sum over non-zero pixels of x * W1[i, j]) >> input_shift, group by group.
                 issue = Signal()
                 m.d.comb += [issue.eq((dn < nnz) & (dl == 0)), img_rd.addr.eq(dn),
-                             w1.addr.eq(img_rd.data.base + dg)]
-                # the image entry arrives one cycle after its issue, its W1 word one cycle later
-                m.d.sync += [d_v1.eq(issue), d_v2.eq(d_v1), d_x1.eq(img_rd.data.x)]
+                             w1.addr.eq(d_addr)]
+                # the image entry arrives one cycle after its issue, its W1 address is registered,
+                # its W1 word arrives one cycle after that
+                m.d.sync += [d_v1.eq(issue), d_v2.eq(d_v1), d_v3.eq(d_v2),
+                             d_x1.eq(img_rd.data.x), d_x2.eq(d_x1),
+                             d_addr.eq(img_rd.data.base + dg)]
                 with m.If(issue):
                     m.d.sync += dn.eq(dn + 1)
-                m.d.comb += [mul_a.eq(d_x1)] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
-                with m.If(d_v2):
+                m.d.comb += [mul_a.eq(d_x2)] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
+                with m.If(d_v3):
                     m.d.sync += [acc[l].eq(acc[l] + prod[l]) for l in range(P)]
                 # Write the group's drives beside the biases and reset its state, one neuron
                 # per cycle: read the bias word (cycle dl), write it back with D (cycle dl + 1).
                 filling = Signal()
-                m.d.comb += filling.eq((dn == nnz) & ~d_v1 & ~d_v2 & (dl < P))
+                m.d.comb += filling.eq((dn == nnz) & ~d_v1 & ~d_v2 & ~d_v3 & (dl < P))
                 with m.If(filling):
                     m.d.comb += b_rd.addr.eq(dg * P + dl)
                     m.d.sync += dl.eq(dl + 1)
@@ -626,22 +632,22 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_fetch.eq(1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_fetch.eq(0), u_slot.eq(0), u_col.eq(1),
-                                 lfsr_sel.eq(1)]
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_addr[0].eq(0), u_fetch.eq(0),
+                                 u_slot.eq(0), u_col.eq(1), lfsr_sel.eq(1)]
                     m.next = "UPD_W2"
                 with m.Elif(u_fetch):   # image entry of row un has arrived
-                    m.d.sync += [row_base.eq(img_rd.data.base), row_x.eq(img_rd.data.x),
+                    m.d.sync += [u_addr[0].eq(img_rd.data.base), row_x.eq(img_rd.data.x),
                                  ug.eq(0), u_slot.eq(0), u_fetch.eq(0)]
                     m.next = "UPD_W1"
 
             with m.State("UPD_W1"):
                 m.d.sync += u_slot.eq(~u_slot)
                 read = Signal()
-                m.d.comb += [read.eq(~u_slot & (ug < G)), u_addr[0].eq(row_base + ug)]
+                m.d.comb += read.eq(~u_slot & (ug < G))
                 m.d.comb += [ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
                 with m.If(read):
                     m.d.comb += w1.addr.eq(u_addr[0])
-                    m.d.sync += ug.eq(ug + 1)
+                    m.d.sync += [ug.eq(ug + 1), u_addr[0].eq(u_addr[0] + 1)]
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
                 m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1),
@@ -662,12 +668,11 @@ class Accelerator(wiring.Component):
                 # A word takes two cycles, its address held for both: the bank makes
                 # Rn_h * Rn_y in the first, Rf_h * Rf_y in the second; q is their difference.
                 more = Signal()
-                m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_k * G + ug),
+                m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_addr[0]),
                              ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col), u_v2.eq(u_v1),
                              u_latch.eq(u_col)]
-                m.d.comb += u_addr[0].eq(u_k * G + ug)
                 with m.If(u_latch):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
                 with m.If(u_col):
@@ -675,6 +680,7 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += u_slot.eq(~u_slot)
                 with m.If(more & u_slot):
+                    m.d.sync += u_addr[0].eq(u_addr[0] + 1)     # k * G + g, counted
                     with m.If(ug == G - 1):
                         m.d.sync += [ug.eq(0), u_k.eq(u_k + 1), u_col.eq(1)]
                     with m.Else():
@@ -689,12 +695,13 @@ class Accelerator(wiring.Component):
                     m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
                 with m.If(~more & ~u_v1 & ~u_v2 & ~up.busy):
-                    m.d.sync += [u_j.eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
+                    m.d.sync += [u_addr[0].eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
                     m.next = "UPD_B"
 
             with m.State("UPD_B"):
-                # b1 then b2, in the bias memory's order, through lane 0; u_j = u_bg * P + u_bl
-                # for b1 (counted rather than divided), u_j = H + u_k for b2.
+                # b1 then b2, in the bias memory's order, through lane 0; the address u_j =
+                # u_bg * P + u_bl for b1 (counted rather than divided), u_j = H + u_k for b2.
+                u_j = u_addr[0]
                 read, u_out = Signal(), Signal()
                 # Output k's rates are in lane 0 of word G + k (u_bl stays 0 for b2).
                 rate_word = Mux(u_out, G + u_k, u_bg)
@@ -702,7 +709,6 @@ class Accelerator(wiring.Component):
                              ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
                 m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl),
                              lfsr_sel.eq(2 + u_out)]     # b1's stream, then b2's
-                m.d.comb += u_addr[0].eq(u_j)
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
                     with m.If(u_out):

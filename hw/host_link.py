@@ -6,7 +6,11 @@ frame's payload is collected in a buffer and executed only once its CRC has chec
 damaged frame never touches the weights or the image.
 
 Bytes that arrive while a frame executes (``receiving`` low) are dropped and counted; a host
-waits for each reply (or the timeout) before it sends the next frame.
+waits for each reply (or the timeout) before it sends the next frame. ``receiving`` is also low
+for the cycle after each byte taken, and a byte sent is followed by a cycle without ``valid``:
+a UART never delivers bytes that close together, and the gap lets every decision about a byte
+use registered comparisons (the host link's state logic was the longest path on the UP5K).
+The receiver and the reply transmitter are separate state machines for the same reason.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -121,11 +125,17 @@ class HostLink(wiring.Component):
         length = Signal(16)
         idx = Signal(range(MAX_PAYLOAD + 1))
         rx_crc = Signal(16)
-        crc_lo = Signal(8)
         quiet = Signal(range(self._timeout + 1))
         byte = self.rx.payload
         got = Signal()
-        m.d.comb += got.eq(self.rx.valid & self.receiving)
+        rx_state = Signal()             # the receiver is in a state that takes bytes
+        rx_hold = Signal()              # the cycle after a byte: not receiving
+        m.d.sync += rx_hold.eq(got)
+        m.d.comb += [self.receiving.eq(rx_state & ~rx_hold), got.eq(self.rx.valid & self.receiving)]
+        # Compared a cycle ahead (idx, length and rx_crc change only when a byte is taken).
+        payload_last = Signal()         # the next payload byte is the last
+        m.d.sync += payload_last.eq(idx + 1 == length)
+        crc_lo_ok = Signal()            # the CRC's first byte matched
         with m.If(self.rx.valid & ~self.receiving):
             m.d.sync += dropped.eq(dropped + 1)
 
@@ -193,8 +203,8 @@ class HostLink(wiring.Component):
             m.d.comb += buf_rd.addr.eq(i)
 
         def reply(kind):
-            m.d.sync += reply_src.eq(kind)
-            m.next = "H0"
+            m.d.sync += [reply_src.eq(kind), send.eq(1)]
+            m.next = "SEND"
 
         def nak(e: Error):
             m.d.sync += err.eq(e)
@@ -205,9 +215,19 @@ class HostLink(wiring.Component):
         with m.If(self.tx.valid & self.tx.ready & tx_crc_on):
             m.d.sync += tx_crc.eq(crc16_byte(tx_crc, self.tx.payload))
 
+        tx_gap = Signal()               # the cycle after a byte sent: valid stays low
+        m.d.sync += tx_gap.eq(self.tx.valid & self.tx.ready)
+        out_last = Signal()             # the next payload byte sent is the reply's last
+        m.d.sync += out_last.eq(out_i == reply_last)
+
+        def offer(value, crc=True):
+            """Offer ``value``; a context that runs when it is taken."""
+            m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(~tx_gap),
+                         tx_crc_on.eq(crc)]
+            return m.If(self.tx.ready & ~tx_gap)
+
         def emit(value, nxt, crc=True):
-            m.d.comb += [self.tx.payload.eq(value), self.tx.valid.eq(1), tx_crc_on.eq(crc)]
-            with m.If(self.tx.ready):
+            with offer(value, crc):
                 m.next = nxt
 
         def range_check(prefix, then):
@@ -221,9 +241,12 @@ class HostLink(wiring.Component):
                 with m.Else():
                     then()
 
-        with m.FSM():
+        tx_idle = Signal()              # the transmitter is waiting for a reply to send
+        send = Signal()                 # a reply is ready: set by the receiver, cleared by the transmitter
+
+        with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
-                m.d.comb += self.receiving.eq(1)
+                m.d.comb += rx_state.eq(1)
                 with m.If(got):
                     with m.If(byte == SYNC):
                         m.d.sync += [rx_crc.eq(0xFFFF), quiet.eq(0)]
@@ -233,7 +256,7 @@ class HostLink(wiring.Component):
 
             def receive(state, action):
                 with m.State(state):
-                    m.d.comb += self.receiving.eq(1)
+                    m.d.comb += rx_state.eq(1)
                     with m.If(got):
                         m.d.sync += quiet.eq(0)
                         action()
@@ -251,27 +274,21 @@ class HostLink(wiring.Component):
                 m.next = "LEN1"
 
             def on_len1():
-                n = Cat(length[:8], byte)
                 m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte)), idx.eq(0)]
-                with m.If(n > MAX_PAYLOAD):
-                    m.next = "HUNT"
-                with m.Elif(n == 0):
-                    m.next = "CRC0"
-                with m.Else():
-                    m.next = "PAYLOAD"
+                m.next = "LEN_CHECK"
 
             def on_payload():
                 m.d.comb += [buf_wr.addr.eq(idx), buf_wr.data.eq(byte), buf_wr.en.eq(1)]
                 m.d.sync += [idx.eq(idx + 1), rx_crc.eq(crc16_byte(rx_crc, byte))]
-                with m.If(idx + 1 == length):
+                with m.If(payload_last):
                     m.next = "CRC0"
 
             def on_crc0():
-                m.d.sync += crc_lo.eq(byte)
+                m.d.sync += crc_lo_ok.eq(byte == rx_crc[:8])
                 m.next = "CRC1"
 
             def on_crc1():
-                with m.If(Cat(crc_lo, byte) == rx_crc):
+                with m.If(crc_lo_ok & (byte == rx_crc[8:])):
                     m.d.sync += [frames.eq(frames + 1), idx.eq(0)]
                     m.next = "EXEC"
                 with m.Else():
@@ -281,6 +298,14 @@ class HostLink(wiring.Component):
             for state, action in (("CMD", on_cmd), ("LEN0", on_len0), ("LEN1", on_len1),
                                   ("PAYLOAD", on_payload), ("CRC0", on_crc0), ("CRC1", on_crc1)):
                 receive(state, action)
+
+            with m.State("LEN_CHECK"):
+                with m.If(length > MAX_PAYLOAD):
+                    m.next = "HUNT"
+                with m.Elif(length == 0):
+                    m.next = "CRC0"
+                with m.Else():
+                    m.next = "PAYLOAD"
 
             with m.State("EXEC"):
                 n = length
@@ -440,7 +465,17 @@ class HostLink(wiring.Component):
                     m.d.sync += [samples.eq(samples + 1), self.prediction.eq(acc.prediction)]
                     reply(Reply.RESULT)
 
-            # The reply: header, payload, CRC.
+            with m.State("SEND"):
+                with m.If(~send & tx_idle):
+                    m.next = "HUNT"
+
+        # The reply: header, payload, CRC.
+        with m.FSM(name="tx_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += tx_idle.eq(1)
+                with m.If(send):
+                    m.d.sync += send.eq(0)
+                    m.next = "H0"
             with m.State("H0"):
                 m.d.sync += [tx_crc.eq(0xFFFF), out_i.eq(0), word_i.eq(0)]
                 emit(SYNC, "H1", crc=False)
@@ -468,10 +503,10 @@ class HostLink(wiring.Component):
                             Cat(frames, crc_errors, dropped_then, samples).word_select(i, 8))
                     with m.Case(Reply.RESULT):
                         m.d.comb += self.tx.payload.eq(results[i])
-                m.d.comb += [self.tx.valid.eq(1), tx_crc_on.eq(1)]
-                with m.If(self.tx.ready):
+                m.d.comb += [self.tx.valid.eq(~tx_gap), tx_crc_on.eq(1)]
+                with m.If(self.tx.ready & ~tx_gap):
                     m.d.sync += out_i.eq(out_i + 1)
-                    with m.If(out_i == reply_last):
+                    with m.If(out_last):
                         m.next = "C0"
             with m.State("P_READ"):
                 m.d.sync += port_re.eq(1)
@@ -481,16 +516,15 @@ class HostLink(wiring.Component):
                     m.d.sync += [word.eq(acc.port.rdata), word_i.eq(0)]
                     m.next = "P_WORD"
             with m.State("P_WORD"):
-                m.d.comb += [self.tx.payload.eq(word[:8]), self.tx.valid.eq(1), tx_crc_on.eq(1)]
-                with m.If(self.tx.ready):
+                with offer(word[:8]):
                     m.d.sync += [word.eq(word >> 8),
                                  word_i.eq(word_i + 1), out_i.eq(out_i + 1)]
-                    with m.If(out_i == reply_last):
+                    with m.If(out_last):
                         m.next = "C0"
                     with m.Elif(word_i == wb - 1):
                         m.next = "P_READ"
             with m.State("C0"):
                 emit(tx_crc[:8], "C1", crc=False)
             with m.State("C1"):
-                emit(tx_crc[8:], "HUNT", crc=False)
+                emit(tx_crc[8:], "IDLE", crc=False)
         return m

@@ -136,6 +136,10 @@ class HostLink(wiring.Component):
         payload_last = Signal()         # the next payload byte is the last
         m.d.sync += payload_last.eq(idx + 1 == length)
         crc_lo_ok = Signal()            # the CRC's first byte matched
+        len_over, len_zero = Signal(), Signal()     # the length bytes say > MAX_PAYLOAD, 0
+        # quiet == timeout, a cycle ahead: quiet restarts at a byte, else counts up to timeout
+        timed_out = Signal()
+        m.d.sync += timed_out.eq(~got & ((quiet == self._timeout - 1) | (quiet == self._timeout)))
         with m.If(self.rx.valid & ~self.receiving):
             m.d.sync += dropped.eq(dropped + 1)
 
@@ -148,6 +152,7 @@ class HostLink(wiring.Component):
         reply_cmd = Signal(8)
         reply_len = Signal(16)
         reply_last = Signal(16)         # index of the payload's last byte
+        reply_empty = Signal()          # reply_len == 0
         tx_crc = Signal(16)
         out_i = Signal(16)
         word = Signal(wb * 8)
@@ -166,6 +171,7 @@ class HostLink(wiring.Component):
             m.d.sync += addr.eq(addr + 1)
         count = Signal(16)
         rem = Signal(16)
+        rem_step, rem_ge, rem_zero = Signal(), Signal(), Signal()
         err = Signal(range(max(Error) + 1))
         # Registered: the header is sent at least two cycles after reply_src is set.
         m.d.sync += reply_cmd.eq(Mux(reply_src == Reply.ERROR, NAK, cmd | 0x80))
@@ -173,10 +179,13 @@ class HostLink(wiring.Component):
             for kind, n in ((Reply.ERROR, 1), (Reply.INFO, len(g.info())), (Reply.COUNTERS, 16),
                             (Reply.RESULT, 1 + c.outputs), (Reply.EMPTY, 0)):
                 with m.Case(kind):
-                    m.d.sync += [reply_len.eq(n), reply_last.eq(n - 1)]
+                    m.d.sync += [reply_len.eq(n), reply_last.eq(n - 1), reply_empty.eq(n == 0)]
             with m.Case(Reply.WORDS):
-                m.d.sync += [reply_len.eq(count * wb), reply_last.eq(count * wb - 1)]
+                m.d.sync += [reply_len.eq(count * wb), reply_last.eq(count * wb - 1),
+                             reply_empty.eq(0)]
         label = Signal(range(c.outputs))
+        model_hash = Array(Const(b, 8) for b in g.model_hash)
+        pixel = Signal(range(c.pixels + 1))
         # The accelerator's start comes from a register as well: it fans out widely inside.
         acc_start = Signal()
         m.d.sync += acc_start.eq(0)
@@ -184,20 +193,34 @@ class HostLink(wiring.Component):
         new_shifts = Array(Signal(range(LFSR_BITS + 1), name=f"new_shift_{n}")
                            for n in ("w1", "w2", "b1", "b2"))
         # The range check is pipelined (depth from sel; addr + count; the comparison), so the
-        # states that use it come two cycles after count is final (the *_SETTLE states): the
+        # states that use it come three cycles after count is final (the *_SETTLE states): the
         # adder and the comparator are kept off the paths of the state decoding.
         depth = Signal(16)
         end = Signal(17)
         past_end = Signal()
         m.d.sync += [depth.eq(Mux(sel < 5, Array(Const(g.depth(s), 16) for s in range(8))[sel[:3]], 0)),
                      end.eq(addr + count), past_end.eq(end > depth)]
-        model_hash = Array(Const(b, 8) for b in g.model_hash)
         info = Array(Const(b, 8) for b in g.info())
-        pixel = Signal(range(c.pixels + 1))
 
-        fetch = Signal(range(3))       # cycles the buffer address has been held
+        fetch = Signal(range(4))       # cycles the buffer address has been held
         buf_q = Signal(8)
         m.d.sync += buf_q.eq(buf_rd.data)
+        # Checks the executing states make, each registered from registers that have held
+        # still for at least a cycle when they are used.
+        buf_bad_shift, buf_bad_hash, buf_bad_label = Signal(), Signal(), Signal()
+        count_one, count_bad, pixel_last, pixel_ready = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [buf_bad_shift.eq(buf_q > LFSR_BITS),
+                     buf_bad_hash.eq(buf_q != model_hash[idx[:3]]),
+                     buf_bad_label.eq(buf_q >= c.outputs),
+                     count_one.eq(count == 1),
+                     count_bad.eq((count == 0) | (count > MAX_READ)),
+                     pixel_last.eq(pixel == c.pixels - 1),
+                     pixel_ready.eq(acc.pixels.ready)]
+        # length is final when the frame executes (two cycles or more after LEN1)
+        len_is = {n: Signal(name=f"len_is_{n}") for n in (0, 4, c.pixels, c.pixels + 1)}
+        len_short = Signal()
+        m.d.sync += [len_is[n].eq(length == n) for n in len_is]
+        m.d.sync += len_short.eq(length < 11 + wb)
 
         def read_buffer(i):
             m.d.comb += buf_rd.addr.eq(i)
@@ -230,13 +253,18 @@ class HostLink(wiring.Component):
             with offer(value, crc):
                 m.next = nxt
 
-        def range_check(prefix, then):
-            """States PREFIX_SETTLE (the pipelined check catches up) and PREFIX_RANGE (NAK if
-            addr + count passes the tensor's end, else ``then()``)."""
-            with m.State(f"{prefix}_SETTLE"):
+        def range_check(prefix, then, bad_length=Const(0)):
+            """States PREFIX_SETTLE0/1 (the pipelined check catches up with count) and
+            PREFIX_RANGE (NAK if ``bad_length``, or if addr + count passes the tensor's end;
+            else ``then()``)."""
+            with m.State(f"{prefix}_SETTLE0"):
+                m.next = f"{prefix}_SETTLE1"
+            with m.State(f"{prefix}_SETTLE1"):
                 m.next = f"{prefix}_RANGE"
             with m.State(f"{prefix}_RANGE"):
-                with m.If(past_end):
+                with m.If(bad_length):
+                    nak(Error.BAD_LENGTH)
+                with m.Elif(past_end):
                     nak(Error.BAD_ADDRESS)
                 with m.Else():
                     then()
@@ -260,7 +288,7 @@ class HostLink(wiring.Component):
                     with m.If(got):
                         m.d.sync += quiet.eq(0)
                         action()
-                    with m.Elif(quiet == self._timeout):
+                    with m.Elif(timed_out):
                         m.next = "HUNT"
                     with m.Else():
                         m.d.sync += quiet.eq(quiet + 1)
@@ -274,7 +302,9 @@ class HostLink(wiring.Component):
                 m.next = "LEN1"
 
             def on_len1():
-                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte)), idx.eq(0)]
+                n = Cat(length[:8], byte)
+                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte)), idx.eq(0),
+                             len_over.eq(n > MAX_PAYLOAD), len_zero.eq(n == 0)]
                 m.next = "LEN_CHECK"
 
             def on_payload():
@@ -300,48 +330,47 @@ class HostLink(wiring.Component):
                 receive(state, action)
 
             with m.State("LEN_CHECK"):
-                with m.If(length > MAX_PAYLOAD):
+                with m.If(len_over):
                     m.next = "HUNT"
-                with m.Elif(length == 0):
+                with m.Elif(len_zero):
                     m.next = "CRC0"
                 with m.Else():
                     m.next = "PAYLOAD"
 
             with m.State("EXEC"):
-                n = length
                 with m.Switch(cmd):
                     with m.Case(Cmd.INFO):
-                        with m.If(n != 0):
+                        with m.If(~len_is[0]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             reply(Reply.INFO)
                     with m.Case(Cmd.COUNTERS):
-                        with m.If(n != 0):
+                        with m.If(~len_is[0]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += dropped_then.eq(dropped)
                             reply(Reply.COUNTERS)
                     with m.Case(Cmd.SHIFTS):
-                        with m.If(n != 4):
+                        with m.If(~len_is[4]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0)]
                             m.next = "SHIFTS"
                     with m.Case(Cmd.WRITE):
-                        with m.If((n < 11 + wb)):
+                        with m.If(len_short):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
-                            m.d.sync += [idx.eq(0), fetch.eq(0), rem.eq(n - 11), count.eq(0)]
+                            m.d.sync += [idx.eq(0), fetch.eq(0), rem.eq(length - 11), count.eq(0),
+                                         rem_step.eq(0)]
                             m.next = "HASH"
                     with m.Case(Cmd.READ):
-                        with m.If(n != 4):
+                        with m.If(~len_is[4]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0)]
                             m.next = "READ_ARGS"
                     with m.Case(Cmd.CLASSIFY, Cmd.TRAIN):
-                        training = cmd == Cmd.TRAIN
-                        with m.If(n != c.pixels + training):
+                        with m.If(Mux(cmd == Cmd.TRAIN, ~len_is[c.pixels + 1], ~len_is[c.pixels])):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0), pixel.eq(0)]
@@ -350,20 +379,22 @@ class HostLink(wiring.Component):
                         nak(Error.UNKNOWN_COMMAND)
 
             # Executing states read the frame buffer one byte at a time: the address (idx)
-            # is held for three cycles and the byte is used from a register (buf_q), so the
-            # block RAM's slow output never feeds logic directly (a path that limited Fmax).
+            # is held for four cycles, the byte is used from a register (buf_q) and the checks
+            # on it from registers too (buf_*), so neither the block RAM's slow output nor a
+            # comparator sits in front of the state logic (paths that limited Fmax).
             def consume():
-                """Within ``state``: a context that runs once buf_q holds buffer[idx]."""
+                """Within ``state``: a context that runs once buf_q holds buffer[idx] and
+                the buf_* checks are of that byte."""
                 read_buffer(idx)
-                with m.If(fetch != 2):
+                with m.If(fetch != 3):
                     m.d.sync += fetch.eq(fetch + 1)
-                return m.If(fetch == 2)
+                return m.If(fetch == 3)
 
             # SHIFTS: four bytes, each at most LFSR_BITS, all or nothing.
             with m.State("SHIFTS"):
                 with consume():
                     m.d.sync += [fetch.eq(0), idx.eq(idx + 1), new_shifts[idx[:2]].eq(buf_q)]
-                    with m.If(buf_q > LFSR_BITS):
+                    with m.If(buf_bad_shift):
                         nak(Error.BAD_SHIFT)
                     with m.Elif(idx == 3):
                         m.next = "SHIFTS_SET"
@@ -376,7 +407,7 @@ class HostLink(wiring.Component):
             with m.State("HASH"):
                 with consume():
                     m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
-                    with m.If(buf_q != model_hash[idx[:3]]):
+                    with m.If(buf_bad_hash):
                         nak(Error.WRONG_MODEL)
                     with m.Elif(idx == 7):
                         m.next = "W_HEADER"
@@ -392,12 +423,15 @@ class HostLink(wiring.Component):
                             m.d.sync += addr[8:].eq(buf_q)
                             m.next = "W_COUNT"
             with m.State("W_COUNT"):
-                with m.If(rem >= wb):
-                    m.d.sync += [rem.eq(rem - wb), count.eq(count + 1)]
-                with m.Elif(rem != 0):
-                    nak(Error.BAD_LENGTH)
-                with m.Else():
-                    m.next = "W_SETTLE"
+                # a subtraction every other cycle; the cycles between compare rem
+                m.d.sync += [rem_step.eq(~rem_step), rem_ge.eq(rem >= wb), rem_zero.eq(rem == 0)]
+                with m.If(rem_step):
+                    with m.If(rem_ge):
+                        m.d.sync += [rem.eq(rem - wb), count.eq(count + 1)]
+                    with m.Elif(~rem_zero):
+                        nak(Error.BAD_LENGTH)
+                    with m.Else():
+                        m.next = "W_SETTLE0"
 
             def first_word():
                 m.d.sync += [idx.eq(11), word_i.eq(0)]
@@ -411,7 +445,7 @@ class HostLink(wiring.Component):
                         m.next = "W_PORT"
             with m.State("W_PORT"):
                 m.d.sync += [port_we.eq(1), count.eq(count - 1), word_i.eq(0)]
-                with m.If(count == 1):
+                with m.If(count_one):
                     reply(Reply.EMPTY)
                 with m.Else():
                     m.next = "W_BYTES"
@@ -429,20 +463,15 @@ class HostLink(wiring.Component):
                             m.d.sync += addr[8:].eq(buf_q)
                         with m.Default():
                             m.d.sync += count.eq(buf_q)
-                            m.next = "READ_CHECK"
-            with m.State("READ_CHECK"):
-                with m.If((count == 0) | (count > MAX_READ)):
-                    nak(Error.BAD_LENGTH)
-                with m.Else():
-                    m.next = "READ_SETTLE"
-            range_check("READ", lambda: reply(Reply.WORDS))
+                            m.next = "READ_SETTLE0"
+            range_check("READ", lambda: reply(Reply.WORDS), bad_length=count_bad)
 
             # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
             with m.State("LABEL"):
                 with m.If(cmd == Cmd.TRAIN):
                     with consume():
                         m.d.sync += [fetch.eq(0), idx.eq(1)]
-                        with m.If(buf_q >= c.outputs):
+                        with m.If(buf_bad_label):
                             nak(Error.BAD_LABEL)
                         with m.Else():
                             m.d.sync += label.eq(buf_q)
@@ -452,10 +481,12 @@ class HostLink(wiring.Component):
                     m.next = "PIXELS"
             with m.State("PIXELS"):
                 with consume():
-                    m.d.comb += [acc.pixels.payload.eq(buf_q), acc.pixels.valid.eq(1)]
-                    with m.If(acc.pixels.ready):
+                    # pixel_ready is the accelerator's ready: it changes only when it takes a
+                    # pixel, and pixels are at least four cycles apart
+                    m.d.comb += [acc.pixels.payload.eq(buf_q), acc.pixels.valid.eq(pixel_ready)]
+                    with m.If(pixel_ready):
                         m.d.sync += [fetch.eq(0), idx.eq(idx + 1), pixel.eq(pixel + 1)]
-                        with m.If(pixel == c.pixels - 1):
+                        with m.If(pixel_last):
                             m.next = "START"
             with m.State("START"):
                 m.d.sync += acc_start.eq(1)
@@ -484,7 +515,7 @@ class HostLink(wiring.Component):
             with m.State("H2"):
                 emit(reply_len[:8], "H3")
             with m.State("H3"):
-                with m.If(reply_len == 0):
+                with m.If(reply_empty):
                     emit(reply_len[8:], "C0")
                 with m.Elif(reply_src == Reply.WORDS):
                     emit(reply_len[8:], "P_READ")

@@ -12,8 +12,9 @@ through the lanes; each lane performs exactly one golden time step of one neuron
 
 The nudge uses the rate of the membrane *before* the step, as the golden network does.
 
-Pipeline: three register stages (effective drive, new membrane, rate and sigma-delta), one
-input accepted per cycle, results after :attr:`NeuronUnit.latency` cycles, no back-pressure.
+Pipeline: four register stages (nudge, effective drive, new membrane, rate and sigma-delta;
+the nudge and the drive sum are separate stages because together they were the longest path
+on the UP5K), one input accepted per cycle, results after :attr:`NeuronUnit.latency` cycles, no back-pressure.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -77,7 +78,7 @@ class NeuronUnit(wiring.Component):
         meaningless while ``o.valid`` is low.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, *, config: Config, lanes: int, nudge: bool = True):
         if not isinstance(config, Config):
@@ -141,15 +142,21 @@ class NeuronUnit(wiring.Component):
 
         # Only the valid bits are reset; the payload registers load every cycle and are
         # qualified by them, which saves the enable logic.
-        valid = [Signal(name=f"valid{k}") for k in (1, 2, 3)]
-        m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]), valid[2].eq(valid[1])]
-        m.d.comb += self.o.valid.eq(valid[2])
+        valid = [Signal(name=f"valid{k}") for k in range(self.latency)]
+        m.d.sync += valid[0].eq(self.i.valid)
+        m.d.sync += [valid[k + 1].eq(valid[k]) for k in range(self.latency - 1)]
+        m.d.comb += self.o.valid.eq(valid[-1])
 
         for p in range(self._lanes):
             lane = self.i.payload[p]
             out = self.o.payload[p]
 
-            # Stage 1: effective drive P (drive + nudge from the rate before the step).
+            # Stage 0: the nudge, from the rate before the step.
+            drive0 = Signal(w["drive"].shape, name=f"drive0_{p}", reset_less=True)
+            v0 = Signal(w["membrane"].shape, name=f"v0_{p}", reset_less=True)
+            phi0 = Signal(w["sigma_delta"].shape, name=f"phi0_{p}", reset_less=True)
+            m.d.sync += [drive0.eq(lane.drive), v0.eq(lane.v), phi0.eq(lane.phi)]
+            # Stage 1: effective drive P = drive + nudge.
             drive1 = Signal(w["drive"].shape, name=f"drive1_{p}", reset_less=True)
             v1 = Signal(w["membrane"].shape, name=f"v1_{p}", reset_less=True)
             phi1 = Signal(w["sigma_delta"].shape, name=f"phi1_{p}", reset_less=True)
@@ -160,12 +167,13 @@ class NeuronUnit(wiring.Component):
                 q_signed = Signal(signed(rb + 2), name=f"nudge_q_{p}")
                 target = Mux(lane.target, 1 << rb, 0)
                 m.d.comb += q_signed.eq(Mux(self.negate, r_old - target, target - r_old))
-                nudge = Mux(lane.nudge, q_signed >> c.nudge_shift, 0)
+                nudge0 = Signal.like(q_signed, name=f"nudge0_{p}", reset_less=True)
+                m.d.sync += nudge0.eq(Mux(lane.nudge, q_signed >> c.nudge_shift, 0))
                 # drive + nudge lies in the drive range by contract, so truncation is exact.
-                m.d.sync += drive1.eq(lane.drive + nudge)
+                m.d.sync += drive1.eq(drive0 + nudge0)
             else:
-                m.d.sync += drive1.eq(lane.drive)
-            m.d.sync += [v1.eq(lane.v), phi1.eq(lane.phi)]
+                m.d.sync += drive1.eq(drive0)
+            m.d.sync += [v1.eq(v0), phi1.eq(phi0)]
 
             # Stage 2: membrane step. The new v lies between v and P << frac, so it fits.
             v2 = Signal(w["membrane"].shape, name=f"v2_{p}", reset_less=True)

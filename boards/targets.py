@@ -68,7 +68,7 @@ register(Board("icebreaker", "icebreaker:ICEBreakerPlatform", "up5k", lanes=2, t
 register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target_hz=80e6,
                description="ULX3S, ECP5 LFE5U-85F",
                resources={"LUT": 83640, "FF": 83640, "EBR": 208, "DSP": 156}))
-register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "up5k", lanes=8,
+register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "orangecrab", lanes=8,
                target_hz=48e6, description="OrangeCrab r0.2, ECP5 LFE5U-25F (UART on the feather pins)",
                resources={"LUT": 24288, "FF": 24288, "EBR": 56, "DSP": 28},
                uart_pins=(("io", 0), "0", "1")))   # Feather RX/TX: a 3.3 V USB-serial adapter

@@ -30,6 +30,19 @@ def test_small_network_builds_for_ulx3s(tmp_path):
     assert "Fmax" in build.format_report(r)
 
 
+def test_small_network_builds_for_icebreaker_behind_its_pll(tmp_path):
+    """The real iCE40 flow: W1 in SPRAM, the 30 MHz clock made by the PLL from the 12 MHz pin,
+    and nextpnr's timing analysis on the PLL's output."""
+    board = targets.get_board("icebreaker")
+    r = build.build(board, tmp_path, config=SMALL, lanes=2)
+    assert r["clock_hz"] == board.pll_hz == 30e6
+    assert r["bitstream"] and (tmp_path / "eqfpga.bin").stat().st_size > 0
+    tim = (tmp_path / "eqfpga.tim").read_text()
+    assert "Derived frequency constraint of 30.0 MHz" in tim
+    assert r["utilization"]["SPRAM"]["used"] >= 1
+    assert r["fmax"] >= 30
+
+
 def test_a_design_that_does_not_fit_names_the_resources(tmp_path):
     (tmp_path / "eqfpga.tim").write_text(
         "Info: Device utilisation:\n"

@@ -85,7 +85,8 @@ def ecp5_pll_params(f_in: float, f_out: float) -> ECP5PLL:
 
 
 class ClockDomainGenerator(Elaboratable):
-    """The ``sync`` domain at ``hz`` from the platform's default clock through a PLL.
+    """Drives the ``sync`` domain (which the caller defines) at ``hz`` from the platform's
+    default clock through a PLL.
 
     ``family`` is ``"ice40"`` (SB_PLL40_PAD: the clock pin must be a PLL pad, as the
     iCEBreaker's 12 MHz pin is) or ``"ecp5"`` (EHXPLLL)."""
@@ -134,6 +135,6 @@ class ClockDomainGenerator(Elaboratable):
             m.d.por += ready.eq(1)
         with m.Else():
             m.d.por += timer.eq(timer + 1)
-        m.domains.sync = ClockDomain("sync")
+        # the sync domain itself is defined by the top level, above everything it clocks
         m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~ready)]
         return m

@@ -5,7 +5,7 @@ runs on a board (:class:`PlatformTop` wires it to the platform's resources) and 
 virtual board (Verilator drives the pins).
 """
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -72,6 +72,7 @@ class PlatformTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         if self.clocks is not None:
+            m.domains.sync = ClockDomain("sync")
             m.submodules.clocks = self.clocks
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")

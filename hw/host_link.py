@@ -7,7 +7,8 @@ damaged frame never touches the weights or the image.
 
 Bytes that arrive while a frame executes (``receiving`` low) are dropped and counted; a host
 waits for each reply (or the timeout) before it sends the next frame. ``receiving`` is also low
-for the cycle after each byte taken, and a byte sent is followed by a cycle without ``valid``:
+for the cycle after each byte taken and for the first cycle of receiving again after a reply
+(it comes from a register), and a byte sent is followed by a cycle without ``valid``:
 a UART never delivers bytes that close together, and the gap lets every decision about a byte
 use registered comparisons (the host link's state logic was the longest path on the UP5K).
 The receiver and the reply transmitter are separate state machines for the same reason.
@@ -129,9 +130,14 @@ class HostLink(wiring.Component):
         byte = self.rx.payload
         got = Signal()
         rx_state = Signal()             # the receiver is in a state that takes bytes
+        # ... a cycle ago: receiving comes from registers, not from the state decoding. The lag
+        # is safe: every move from a receiving state to another state is on a byte taken, and
+        # the cycle after a byte is not receiving anyway (rx_hold).
+        rx_state_q = Signal()
+        m.d.sync += rx_state_q.eq(rx_state)
         rx_hold = Signal()              # the cycle after a byte: not receiving
         m.d.sync += rx_hold.eq(got)
-        m.d.comb += [self.receiving.eq(rx_state & ~rx_hold), got.eq(self.rx.valid & self.receiving)]
+        m.d.comb += [self.receiving.eq(rx_state_q & ~rx_hold), got.eq(self.rx.valid & self.receiving)]
         # Compared a cycle ahead (idx, length and rx_crc change only when a byte is taken).
         payload_last = Signal()         # the next payload byte is the last
         m.d.sync += payload_last.eq(idx + 1 == length)

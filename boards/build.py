@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def design(board: Board, clock_hz: float, config=None, lanes: int | None = None)
         raise BoardError(f"board {board.name!r}: {lanes} lanes do not divide hidden={c.hidden}")
     divisor = round(clock_hz / board.baud)
     return BoardTop(c, lanes=lanes, divisor=divisor,
-                    timeout=UART_TIMEOUT_BITS * divisor, spram=board.spram)
+                    timeout=UART_TIMEOUT_BITS * divisor, spram=board.spram,
+                    w1_bank_depth=board.w1_bank_depth)
 
 
 def measured_cycles(board: Board, inference_images: int = 20, training_images: int = 4) -> dict:
@@ -68,8 +70,11 @@ def measured_cycles(board: Board, inference_images: int = 20, training_images: i
     from eqfpga import data
     from eqfpga.golden import network
     from eqfpga.sim import verilator
+    from eqfpga.hw import verilog
     c = load_config(board.config)
-    b = verilator.build(c, board.lanes)
+    with tempfile.TemporaryDirectory() as d:     # the board's accelerator (W1 banks included)
+        design = verilog.generate(c, d, lanes=board.lanes, w1_bank_depth=board.w1_bank_depth).read_text()
+    b = verilator.build(c, board.lanes, design=design)
     test = data.load("test")
     p = network.init_params(c)
     inf = verilator.run(b, test.images[:inference_images], p, jobs=1)
@@ -101,6 +106,9 @@ def _report(board: Board, out: Path, name: str) -> dict:
     return {"utilization": used, "fmax_mhz": fmax}
 
 
+SYNTH_OPTS = {"ice40": ["-dsp"], "ecp5": []}
+
+
 def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = None,
           progress=None, config=None, lanes: int | None = None) -> dict:
     """Build ``board`` into ``out_dir``; returns the report (see :func:`format_report`).
@@ -118,7 +126,7 @@ def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = Non
     say(f"building {board.name} ({board.description}) in {out}: Yosys + nextpnr, minutes ...")
     t0 = time.perf_counter()
     plan = platform.build(top, name=name, do_build=False,
-                          synth_opts=["-dsp"] if board.family == "ice40" else [],
+                          synth_opts=SYNTH_OPTS[board.family],
                           nextpnr_opts=opts + [f"--freq {board.target_hz / 1e6:g}"])
     failure = None
     try:

@@ -100,6 +100,9 @@ class Accelerator(wiring.Component):
         Initial LFSR stream positions (default: the configuration's seeds).
     spram : bool
         Put W1 in iCE40 SPRAM (see :class:`~eqfpga.hw.spram.SinglePortRAM`).
+    w1_bank_depth : int or None
+        W1 in registered banks of this many words (block RAM on ECP5; read latency 2; see
+        :class:`~eqfpga.hw.spram.SinglePortRAM`), not with ``spram``.
     trace : bool
         Have the :attr:`trace` port (simulation; it costs ``hidden`` flip-flops).
 
@@ -132,13 +135,16 @@ class Accelerator(wiring.Component):
         With ``trace``: valid for one cycle at the end of every time step, with that step's
         spikes.
     port : host access to parameters while idle: ``sel`` (:class:`Tensor`), ``addr``,
-        ``wdata``/``we`` (write this cycle), ``re`` (read: ``rdata`` valid with ``rvalid``
-        one cycle later). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
+        ``wdata``/``we`` (write this cycle), ``re`` (read: ``rdata`` valid with ``rvalid``,
+        one cycle later, or W1's read latency for W1). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
         ``l*weight_bits ..``); biases and LFSR states use the low bits, sign-extended on read.
     """
 
+    #: Cycles from the multiplier bank's operands to its products.
+    MUL_LATENCY = 2
+
     def __init__(self, *, config: Config, lanes: int, params=None, streams: Streams | None = None,
-                 spram: bool = False, trace: bool = True):
+                 spram: bool = False, trace: bool = True, w1_bank_depth: int | None = None):
         if not isinstance(config, Config):
             raise TypeError(f"Configuration must be a Config, not {config!r}")
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
@@ -155,6 +161,7 @@ class Accelerator(wiring.Component):
         self._params = params
         self._streams = streams or Streams.seeded(config)
         self._spram = spram
+        self._w1_bank_depth = w1_bank_depth
         self._trace = trace
 
         c = config
@@ -210,8 +217,10 @@ class Accelerator(wiring.Component):
         # -- memories ------------------------------------------------------------------------
         m.submodules.w1 = w1 = SinglePortRAM(
             width=P * c.weight_bits, depth=N * G, spram=self._spram,
+            bank_depth=self._w1_bank_depth,
             init=None if init is None else [word.const(v).as_value().value for v in init["w1"]])
         w1_rdata = data.View(word, w1.rdata)
+        RL = w1.read_latency
         m.submodules.w2 = w2mem = memory.Memory(shape=word, depth=Y * G,
                                                 init=init["w2"] if init else [])
         w2_rd, w2_wr = w2mem.read_port(), w2mem.write_port()
@@ -247,7 +256,14 @@ class Accelerator(wiring.Component):
                  for l in range(P)]
         prod = [Signal(signed(mul_a.shape().width + mul_b[0].shape().width), name=f"prod{l}")
                 for l in range(P)]
-        m.d.comb += [prod[l].eq(mul_a * mul_b[l]) for l in range(P)]
+        # The bank is a pipeline: operands registered, then products registered (ML cycles
+        # from operands to ``prod``), so that no memory output and no adder shares a cycle
+        # with a multiplier. Each user delays what travels beside its products by ML.
+        ML = self.MUL_LATENCY
+        mul_a_r = Signal.like(mul_a, reset_less=True)
+        mul_b_r = [Signal.like(mul_b[l], name=f"mul_b_r{l}", reset_less=True) for l in range(P)]
+        m.d.sync += [mul_a_r.eq(mul_a)] + [mul_b_r[l].eq(mul_b[l]) for l in range(P)]
+        m.d.sync += [prod[l].eq(mul_a_r * mul_b_r[l]) for l in range(P)]
         m.submodules.update = up = EPUpdateUnit(config=c, lanes=P)
         # Every rule's q is (kept product) - (this cycle's product): the kept product is
         # W2's Rn_h * Rn_y and zero otherwise, so the W1 and bias rules negate their operand.
@@ -311,8 +327,16 @@ class Accelerator(wiring.Component):
         port = self.port
         sel1 = Signal(Tensor)
         addr1 = Signal.like(port.addr)
-        m.d.sync += [port.rvalid.eq(port.re & ~busy), sel1.eq(port.sel), addr1.eq(port.addr)]
-        with m.Switch(sel1):
+        m.d.sync += [sel1.eq(port.sel), addr1.eq(port.addr)]
+        # A W1 read answers after W1's read latency, the others after one cycle.
+        w1_re = [port.re & ~busy & (port.sel == Tensor.W1)]
+        for d in range(RL):
+            w1_re.append(Signal(name=f"w1_re{d + 1}"))
+            m.d.sync += w1_re[-1].eq(w1_re[-2])
+        other_re = Signal()
+        m.d.sync += other_re.eq(port.re & ~busy & (port.sel != Tensor.W1))
+        m.d.comb += port.rvalid.eq(w1_re[RL] | other_re)
+        with m.Switch(Mux(w1_re[RL], Tensor.W1, sel1)):
             with m.Case(Tensor.W1):
                 m.d.comb += port.rdata.eq(w1.rdata)
             with m.Case(Tensor.W2):
@@ -373,7 +397,9 @@ class Accelerator(wiring.Component):
         a_addr = Signal(range(Y * G + G + 1))
         a_groups = Signal(range(G + 1))     # groups whose feedback is in fbq
         b_g = Signal(range(G + 1))          # groups whose feedback B has taken (B's group)
+        # Stage 1 registers the W2 word and the spikes of its group, stage 2 adds them up.
         a_v1, a_k1, a_g1, a_last1 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
+        a_v2, a_k2, a_g2, a_last2 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
         a_issue = Signal()
         if nbuf == 1:   # a group's last word overwrites fbq: B must have taken the previous
             m.d.comb += a_issue.eq(step_run & (a_g < G) & ((a_k != Y - 1) | (b_g == a_g)))
@@ -381,29 +407,32 @@ class Accelerator(wiring.Component):
             m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_g + 1))
         with m.If(busy):
             m.d.comb += w2_rd.addr.eq(a_addr)
-        m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1)]
+        m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1),
+                     a_v2.eq(a_v1), a_k2.eq(a_k1), a_g2.eq(a_g1), a_last2.eq(a_last1)]
         with m.If(a_issue):
             with m.If(a_k == Y - 1):
                 m.d.sync += [a_k.eq(0), a_g.eq(a_g + 1), a_addr.eq(a_g + 1)]
             with m.Else():
                 m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
         m.d.comb += spk_rd.addr.eq(Cat(a_g[:gw], bank))   # read with the W2 word of group a_g
-        wrow = w2_rd.data
-        spiked = Mux(first_step, 0, spk_rd.data)
+        wrow = Signal.like(w2_rd.data, reset_less=True)
+        spiked_r = Signal(P, reset_less=True)
+        m.d.sync += [wrow.eq(w2_rd.data), spiked_r.eq(spk_rd.data)]
+        spiked = Mux(first_step, 0, spiked_r)
         lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
         fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
         for l in range(P):
-            m.d.comb += fb_new[l].eq(Mux(a_k1 == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_k1, 1),
+            m.d.comb += fb_new[l].eq(Mux(a_k2 == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_k2, 1),
                                                                     wrow[l], 0))
         # Group 0 starts each output's forward sum afresh: no clearing between steps.
         fwd_new = Signal(drive_s)
-        m.d.comb += [fwd_new.eq(Mux(a_g1 == 0, 0, fwd_rd.data) + lane_sum),
-                     fwd_wr.addr.eq(a_k1), fwd_wr.data.eq(fwd_new), fwd_wr.en.eq(a_v1)]
-        with m.If(a_v1):
+        m.d.comb += [fwd_new.eq(Mux(a_g2 == 0, 0, fwd_rd.data) + lane_sum),
+                     fwd_wr.addr.eq(a_k2), fwd_wr.data.eq(fwd_new), fwd_wr.en.eq(a_v2)]
+        with m.If(a_v2):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
-            with m.If(a_last1):
+            with m.If(a_last2):
                 m.d.sync += a_groups.eq(a_groups + 1)
-                m.d.sync += [fbq[fbq_bank(a_g1)][l].eq(fb_new[l]) for l in range(P)]
+                m.d.sync += [fbq[fbq_bank(a_g2)][l].eq(fb_new[l]) for l in range(P)]
 
         # B: the neurons one per cycle through the neuron lane in index order: hidden neuron
         # j once its group's feedback is ready, then output k (neuron H + k) once A is done.
@@ -430,21 +459,28 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += b_l.eq(b_l + 1)
 
-        # The lane's input is registered: the memories' outputs and the drive sum stay off the
-        # paths through the neuron's first stage (its nudge), which limit the clock otherwise.
+        # The memories' outputs are registered (stage 2), then summed into the lane's input,
+        # which is registered too: neither a memory output nor the drive sum shares a cycle
+        # with the neuron's first stage (its nudge).
+        b_v2, b_fb2, b_out2, b_k2 = Signal(), Signal(drive_s), Signal(), Signal(range(Y))
+        s_r = Signal.like(s_rd.data, reset_less=True)
+        bd_r = Signal.like(b_rd.data, reset_less=True)
+        fwd_r = Signal(drive_s, reset_less=True)
+        m.d.sync += [b_v2.eq(b_v1), b_fb2.eq(b_fb1), b_out2.eq(b_out1), b_k2.eq(b_k1),
+                     s_r.eq(s_rd.data), bd_r.eq(b_rd.data), fwd_r.eq(fwd_rd.data)]
         lane_in = Signal.like(nu.i.payload[0])
-        m.d.sync += [nu.i.valid.eq(b_v1), nu.i.payload[0].eq(lane_in)]
-        m.d.comb += [lane_in.v.eq(Mux(first_step, 0, s_rd.data.v)),
-                     lane_in.phi.eq(Mux(first_step, 0, s_rd.data.phi)),
-                     lane_in.drive.eq(b_rd.data.b + Mux(b_out1, fwd_rd.data, b_rd.data.d + b_fb1)),
-                     lane_in.nudge.eq(b_out1 & (phase != Phase.FREE)),
-                     lane_in.target.eq(b_k1 == label)]
-        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k))]
+        m.d.sync += [nu.i.valid.eq(b_v2), nu.i.payload[0].eq(lane_in)]
+        m.d.comb += [lane_in.v.eq(Mux(first_step, 0, s_r.v)),
+                     lane_in.phi.eq(Mux(first_step, 0, s_r.phi)),
+                     lane_in.drive.eq(bd_r.b + Mux(b_out2, fwd_r, bd_r.d + b_fb2)),
+                     lane_in.nudge.eq(b_out2 & (phase != Phase.FREE)),
+                     lane_in.target.eq(b_k2 == label)]
+        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k1))]
         # Who each result belongs to, delayed by the lane's latency.
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
                                  "group": range(G + 1), "k": range(Y)})
-        lat = NeuronUnit.latency + 1     # and the lane's input register
+        lat = NeuronUnit.latency + 2     # and the two registers in front of the lane
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
         m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
                      tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
@@ -525,8 +561,11 @@ class Accelerator(wiring.Component):
         # input drive counters
         dg = Signal(range(G + 1))
         dn = Signal(range(N + 1))
-        d_v1, d_v2, d_v3 = Signal(), Signal(), Signal()
-        d_x1, d_x2 = Signal(c.input_bits), Signal(c.input_bits)
+        # d_v[n]: an image entry issued n cycles ago (its W1 word arrives at 2 + RL, its
+        # products at 2 + RL + ML); d_x[n]: its pixel, n - 1 cycles after it arrived.
+        DW = 2 + RL
+        d_v = [Signal(name=f"d_v{n}") for n in range(DW + ML + 1)]
+        d_x = [None] + [Signal(c.input_bits, name=f"d_x{n}", reset_less=True) for n in range(1, DW)]
         d_addr = Signal(range(N * G))    # the W1 word of the entry that arrived last cycle
         acc_s = w["input_acc"].shape
         acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
@@ -536,7 +575,13 @@ class Accelerator(wiring.Component):
         un, ug = Signal(range(N + 1)), Signal(range(G + 1))
         u_slot = Signal()
         row_x = Signal(c.input_bits)
-        u_v1, u_v2 = Signal(), Signal()
+        # u_v[n]: an update read (W2: the first cycle of a word) n cycles ago; the states set
+        # u_v[1], the rest follow.
+        u_v = [None] + [Signal(name=f"u_v{n}") for n in range(1, 3 + ML)]
+        m.d.sync += [u_v[n + 1].eq(u_v[n]) for n in range(1, 2 + ML)]
+        u_v1 = u_v[1]
+        u_drained = Signal()     # no update read in flight, in the bank or in the unit
+        m.d.comb += u_drained.eq(~Cat(u_v[1:]).any() & ~up.busy)
         u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
         y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
         # The update unit's results as a memory word (they are inside the weight range).
@@ -545,13 +590,27 @@ class Accelerator(wiring.Component):
         # u_addr[0] is a register stepped by one per read (W1: row base + group; W2:
         # k * G + group; biases: b1 then b2), so no adder or multiplier sits in front of a
         # memory address.
+        u_delay = ML + EPUpdateUnit.latency + 1
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
-                  for d in range(EPUpdateUnit.latency + 2)]
-        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(EPUpdateUnit.latency + 1)]
-        u_waddr = u_addr[EPUpdateUnit.latency + 1]
+                  for d in range(u_delay + 1)]
+        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(u_delay)]
+        u_waddr = u_addr[u_delay]
+        # The old values beside the products: the memory words delayed by ML.
+        # (W1's word arrives RL cycles after its read, the products 1 + ML cycles after it.)
+        w1_old = [w1.rdata] + [Signal.like(w1.rdata, name=f"w1_old{d}", reset_less=True)
+                               for d in range(1, ML + 1)]
+        w2_old = [w2_rd.data.as_value()] + [Signal(len(w2_rd.data.as_value()), name=f"w2_old{d}",
+                                                   reset_less=True) for d in range(1, ML + 1)]
+        b_old = [b_rd.data.b] + [Signal(bshape, name=f"b_old{d}", reset_less=True)
+                                 for d in range(1, ML + 1)]
+        for old in (w1_old, w2_old, b_old):
+            m.d.sync += [old[d + 1].eq(old[d]) for d in range(ML)]
+        w1_old_word = data.View(word, w1_old[1 + ML - RL])
+        w2_old_word = data.View(word, w2_old[ML])
         u_k = Signal(range(Y + 1))
         u_lane1 = Signal(range(P))
-        u_out1 = Signal()
+        u_out_d = [Signal(name=f"u_out{d}") for d in range(2 + ML)]   # b2 (not b1), delayed
+        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1, 1 + ML)]
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_fetch = Signal()       # ROW: the image entry of row un arrives in the next cycle
 
@@ -569,21 +628,21 @@ class Accelerator(wiring.Component):
                 # D[j] = (sum over non-zero pixels of x * W1[i, j]) >> input_shift, group by group.
                 issue = Signal()
                 m.d.comb += [issue.eq((dn < nnz) & (dl == 0)), img_rd.addr.eq(dn),
-                             w1.addr.eq(d_addr)]
+                             w1.addr.eq(d_addr), d_v[0].eq(issue)]
                 # the image entry arrives one cycle after its issue, its W1 address is registered,
                 # its W1 word arrives one cycle after that
-                m.d.sync += [d_v1.eq(issue), d_v2.eq(d_v1), d_v3.eq(d_v2),
-                             d_x1.eq(img_rd.data.x), d_x2.eq(d_x1),
-                             d_addr.eq(img_rd.data.base + dg)]
+                m.d.sync += [d_v[n + 1].eq(d_v[n]) for n in range(DW + ML)]
+                m.d.sync += [d_x[1].eq(img_rd.data.x), d_addr.eq(img_rd.data.base + dg)]
+                m.d.sync += [d_x[n + 1].eq(d_x[n]) for n in range(1, DW - 1)]
                 with m.If(issue):
                     m.d.sync += dn.eq(dn + 1)
-                m.d.comb += [mul_a.eq(d_x2)] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
-                with m.If(d_v3):
+                m.d.comb += [mul_a.eq(d_x[DW - 1])] + [mul_b[l].eq(w1_rdata[l]) for l in range(P)]
+                with m.If(d_v[DW + ML]):
                     m.d.sync += [acc[l].eq(acc[l] + prod[l]) for l in range(P)]
                 # Write the group's drives beside the biases and reset its state, one neuron
                 # per cycle: read the bias word (cycle dl), write it back with D (cycle dl + 1).
                 filling = Signal()
-                m.d.comb += filling.eq((dn == nnz) & ~d_v1 & ~d_v2 & ~d_v3 & (dl < P))
+                m.d.comb += filling.eq((dn == nnz) & ~Cat(d_v[1:]).any() & (dl < P))
                 with m.If(filling):
                     m.d.comb += b_rd.addr.eq(dg * P + dl)
                     m.d.sync += dl.eq(dl + 1)
@@ -650,15 +709,15 @@ class Accelerator(wiring.Component):
                     m.d.sync += [ug.eq(ug + 1), u_addr[0].eq(u_addr[0] + 1)]
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
-                m.d.comb += [up.i.valid.eq(u_v1), gen.advance.eq(u_v1),
+                m.d.comb += [up.i.valid.eq(u_v[1 + ML]), gen.advance.eq(u_v[1 + ML]),
                              up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
                 for l in range(P):
                     m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
-                                 up.i.payload[l].w.eq(w1_rdata[l])]
+                                 up.i.payload[l].w.eq(w1_old_word[l])]
                 with m.If(up.o.valid):
                     m.d.comb += [w1.addr.eq(u_waddr), w1.we.eq(1), w1.wdata.eq(new_weights)]
-                with m.If((ug == G) & ~read & ~u_v1 & ~up.busy):
+                with m.If((ug == G) & ~read & u_drained):
                     m.d.sync += [un.eq(un + 1), u_fetch.eq(0)]
                     m.next = "ROW"
 
@@ -671,7 +730,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_addr[0]),
                              ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
-                m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col), u_v2.eq(u_v1),
+                m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col),
                              u_latch.eq(u_col)]
                 with m.If(u_latch):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
@@ -687,14 +746,15 @@ class Accelerator(wiring.Component):
                         m.d.sync += ug.eq(ug + 1)
                 m.d.comb += mul_a.eq(Mux(u_v1, y_rn, y_rf))
                 m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
-                m.d.comb += [keep_prod.eq(u_v1), up.i.valid.eq(u_v2), gen.advance.eq(u_v2),
+                m.d.comb += [keep_prod.eq(u_v[1 + ML]), up.i.valid.eq(u_v[2 + ML]),
+                             gen.advance.eq(u_v[2 + ML]),
                              up.shift.eq(shifts.w2)]
                 for l in range(P):
-                    m.d.comb += up.i.payload[l].w.eq(w2_rd.data[l])
+                    m.d.comb += up.i.payload[l].w.eq(w2_old_word[l])
                 with m.If(up.o.valid):
                     m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
-                with m.If(~more & ~u_v1 & ~u_v2 & ~up.busy):
+                with m.If(~more & u_drained):
                     m.d.sync += [u_addr[0].eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
                     m.next = "UPD_B"
 
@@ -707,8 +767,8 @@ class Accelerator(wiring.Component):
                 rate_word = Mux(u_out, G + u_k, u_bg)
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
                              ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
-                m.d.sync += [u_v1.eq(read), u_out1.eq(u_out), u_lane1.eq(u_bl),
-                             lfsr_sel.eq(2 + u_out)]     # b1's stream, then b2's
+                m.d.sync += [u_v1.eq(read), u_out_d[1].eq(u_out), u_lane1.eq(u_bl),
+                             lfsr_sel.eq(2 + u_out_d[ML])]     # b1's stream, then b2's
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
                     with m.If(u_out):
@@ -719,15 +779,15 @@ class Accelerator(wiring.Component):
                         m.d.sync += u_bl.eq(u_bl + 1)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
-                m.d.comb += [up.i.valid.eq(u_v1), up.bias.eq(1),
-                             gen.advance.eq(u_v1),
-                             up.shift.eq(Mux(u_out1, shifts.b2, shifts.b1)),
-                             lane0.w.eq(b_rd.data.b),
+                m.d.comb += [up.i.valid.eq(u_v[1 + ML]), up.bias.eq(1),
+                             gen.advance.eq(u_v[1 + ML]),
+                             up.shift.eq(Mux(u_out_d[1 + ML], shifts.b2, shifts.b1)),
+                             lane0.w.eq(b_old[ML]),
                              mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane1] - rn_arr[u_lane1])]
                 with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_waddr), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]
-                with m.If(~read & ~u_v1 & ~up.busy):
+                with m.If(~read & u_drained):
                     m.next = "FINISH"
 
             with m.State("FINISH"):

@@ -59,6 +59,12 @@ class SinglePortRAM(wiring.Component):
       other platform: the same :class:`~amaranth.lib.memory.Memory` as ``spram=False``, all
       zero at start, so simulations behave like the hardware apart from the power-up contents.
 
+    * ``bank_depth`` (not with ``spram``): the words in banks of ``bank_depth`` (a power of
+      two), one :class:`~amaranth.lib.memory.Memory` each, every bank's output registered
+      before the bank is selected, so :attr:`read_latency` is 2. For a large RAM in block RAM
+      (ECP5): a block RAM's output is slow and the tree that selects among many of them is
+      long; the register between them keeps both out of one cycle.
+
     The SPRAM cannot be initialised by the bitstream, so ``spram=True`` refuses ``init``. Its
     power-up contents are not specified by Lattice: the design must write every word before it
     reads it (the simulation model starts all-zero, which hides such a bug; do not rely on it).
@@ -76,11 +82,15 @@ class SinglePortRAM(wiring.Component):
         Build the RAM from iCE40 SPRAM tiles when elaborated for an iCE40 platform. Shapes that
         need more than :data:`SPRAM_TILES` tiles (``ceil(width/16) * ceil(depth/16384)``) are
         refused at construction.
+    bank_depth : int or None
+        Words per registered bank (a power of two), or ``None`` for one memory.
 
     Attributes
     ----------
     tiles : int
         Number of ``SB_SPRAM256KA`` tiles the shape takes on an iCE40 (whatever ``spram`` is).
+    read_latency : int
+        Cycles from a read's address to its word on :attr:`rdata`: 1, or 2 with ``bank_depth``.
 
     Members
     -------
@@ -91,18 +101,26 @@ class SinglePortRAM(wiring.Component):
     we : ``In(1)``
         1: this cycle's access is a write of :attr:`wdata`; 0: a read.
     rdata : ``Out(width)``
-        In the cycle after a read, the word at that read's address. In the cycle after a write
+        :attr:`read_latency` cycles after a read, the word at that read's address. In the cycle after a write
         it is unspecified (the model shows the old word, the SPRAM an undefined value); it is
         also unspecified before the first access.
     """
 
-    def __init__(self, *, width: int, depth: int, init=None, spram: bool = False):
+    def __init__(self, *, width: int, depth: int, init=None, spram: bool = False,
+                 bank_depth: int | None = None):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         if not isinstance(spram, bool):
             raise TypeError(f"spram must be a bool, not {spram!r}")
+        if bank_depth is not None:
+            if (not isinstance(bank_depth, int) or isinstance(bank_depth, bool) or bank_depth < 1
+                    or bank_depth & (bank_depth - 1)):
+                raise TypeError(f"bank_depth must be a power of two, not {bank_depth!r}")
+            if spram:
+                raise ValueError("bank_depth and spram=True exclude each other")
+        self._bank_depth = bank_depth
         self._cols = -(-width // SPRAM_WIDTH)
         self._banks = -(-depth // SPRAM_DEPTH)
         if spram:
@@ -148,6 +166,10 @@ class SinglePortRAM(wiring.Component):
     def tiles(self) -> int:
         return self._cols * self._banks
 
+    @property
+    def read_latency(self) -> int:
+        return 1 if self._bank_depth is None else 2
+
     def elaborate(self, platform):
         spram = self._spram and _is_ice40(platform)
         if spram and not getattr(platform, "device", "").startswith("iCE40UP"):
@@ -156,6 +178,8 @@ class SinglePortRAM(wiring.Component):
         m = Module()
         if spram:
             self._elaborate_spram(m)
+        elif self._bank_depth is not None:
+            self._elaborate_banks(m)
         else:
             self._elaborate_model(m)
         return m
@@ -171,6 +195,27 @@ class SinglePortRAM(wiring.Component):
             wr.en.eq(self.we),
             self.rdata.eq(rd.data),
         ]
+
+    def _elaborate_banks(self, m):
+        bd = self._bank_depth
+        low = ceil_log2(bd)
+        banks = -(-self._depth // bd)
+        bank = Signal(range(banks))
+        m.d.comb += bank.eq(self.addr[low:])
+        bank_q = [Signal(range(banks), name=f"bank_q{d}", reset_less=True) for d in (1, 2)]
+        m.d.sync += [bank_q[0].eq(bank), bank_q[1].eq(bank_q[0])]
+        outs = []
+        for b in range(banks):
+            m.submodules[f"bank{b}"] = mem = Memory(
+                shape=self._width, depth=min(bd, self._depth - b * bd),
+                init=self._init[b * bd:(b + 1) * bd])
+            rd, wr = mem.read_port(), mem.write_port()
+            out = Signal(self._width, name=f"out{b}", reset_less=True)
+            m.d.comb += [rd.addr.eq(self.addr[:low]), wr.addr.eq(self.addr[:low]),
+                         wr.data.eq(self.wdata), wr.en.eq(self.we & (bank == b))]
+            m.d.sync += out.eq(rd.data)
+            outs.append(out)
+        m.d.comb += self.rdata.eq(Array(outs)[bank_q[1]])
 
     def _elaborate_spram(self, m):
         word_bits = ceil_log2(SPRAM_DEPTH)

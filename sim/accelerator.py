@@ -74,7 +74,8 @@ async def read_entry(ctx, dut: Accelerator, sel: Tensor, addr: int) -> int:
     ctx.set(dut.port.re, 1)
     await ctx.tick()
     ctx.set(dut.port.re, 0)
-    await ctx.tick()
+    while not ctx.get(dut.port.rvalid):     # W1's read latency may be 2
+        await ctx.tick()
     return ctx.get(dut.port.rdata)
 
 

@@ -8,6 +8,7 @@ results file: ``index prediction packed_spike_counts cycles spikes``.
 import json
 import os
 import time
+from collections import deque
 
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
@@ -45,19 +46,24 @@ async def run_samples(dut):
 
 async def read_back(dut, job):
     """Every word of every tensor through the host port, one read per cycle: ``sel addr word``.
-    Inputs change on the falling edge; ``rdata`` is read once the rising edge has settled."""
+    Inputs change on the falling edge; ``rdata`` is read once the rising edge has settled,
+    whenever ``rvalid`` says a word is there (W1's read latency may be 2: each tensor's reads
+    are drained before the next tensor's begin, so that two answers never meet)."""
     with open(job["words"], "w") as out:
         for sel, depth in job["read_back"]:
-            for addr in range(depth):
+            pending = deque()
+            for addr in [*range(depth), *[None] * 3]:
                 await FallingEdge(dut.clk)
                 dut.port_sel.value = sel
-                dut.port_addr.value = addr
-                dut.port_re.value = 1
+                dut.port_re.value = int(addr is not None)
+                if addr is not None:
+                    dut.port_addr.value = addr
+                    pending.append(addr)
                 await RisingEdge(dut.clk)
                 await ReadOnly()
-                out.write(f"{sel} {addr} {int(dut.port_rdata.value)}\n")
-        await FallingEdge(dut.clk)
-        dut.port_re.value = 0
+                if int(dut.port_rvalid.value):
+                    out.write(f"{sel} {pending.popleft()} {int(dut.port_rdata.value)}\n")
+            assert not pending, "the host port did not answer every read"
 
 
 async def record_trace(dut, path):

@@ -97,20 +97,25 @@ def _random_ops(rng, width, depth, n):
 
 
 SHAPES = [
-    # width, depth, init, spram
-    (64, 15680, None, False),
-    (64, 15680, None, True),
-    (8, 100, [(7 * i + 3) % 256 for i in range(90)], False),
-    (8, 100, None, True),
-    (16, 2 * SPRAM_DEPTH + 500, None, True),    # three banks on an iCE40
-    (1, 1, [1], False),
+    # width, depth, init, spram, bank_depth
+    (64, 15680, None, False, None),
+    (64, 15680, None, True, None),
+    (8, 100, [(7 * i + 3) % 256 for i in range(90)], False, None),
+    (8, 100, None, True, None),
+    (16, 2 * SPRAM_DEPTH + 500, None, True, None),    # three banks on an iCE40
+    (1, 1, [1], False, None),
+    (8, 100, [(7 * i + 3) % 256 for i in range(90)], False, 32),   # registered banks, last short
+    (80, 2000, None, False, 512),
+    (4, 8, None, False, 16),                                       # one bank
 ]
 
 
-@pytest.mark.parametrize("width, depth, init, spram", SHAPES)
-def test_matches_dict_model(width, depth, init, spram):
+@pytest.mark.parametrize("width, depth, init, spram, bank_depth", SHAPES)
+def test_matches_dict_model(width, depth, init, spram, bank_depth):
     """Random reads and writes against a dict; with no platform, spram=True is the model."""
-    dut = SinglePortRAM(width=width, depth=depth, init=init, spram=spram)
+    dut = SinglePortRAM(width=width, depth=depth, init=init, spram=spram, bank_depth=bank_depth)
+    latency = dut.read_latency
+    assert latency == (1 if bank_depth is None else 2)
     rng = random.Random(f"{width}x{depth}{spram}")
     ops = _random_ops(rng, width, depth, 400)
     model = dict(enumerate(init or []))
@@ -118,29 +123,41 @@ def test_matches_dict_model(width, depth, init, spram):
 
     async def tb(ctx):
         nonlocal checked
-        expect = None
+        expect = [None] * latency    # the word due on rdata in 1 .. latency cycles
         for addr, we, wdata in ops:
             ctx.set(dut.addr, addr)
             ctx.set(dut.we, we)
             ctx.set(dut.wdata, wdata)
-            # The previous read's word, with the next access already on the inputs: rdata
-            # must come from the registered address, not follow addr.
-            if expect is not None:
-                assert ctx.get(dut.rdata) == expect
+            # An earlier read's word, with later accesses already on the inputs: rdata must
+            # come from the registered address, not follow addr.
+            if expect[0] is not None:
+                assert ctx.get(dut.rdata) == expect[0]
                 checked += 1
             await ctx.tick()
             if we:
                 model[addr] = wdata
-                expect = None
-            else:
-                expect = model.get(addr, 0)
-        assert ctx.get(dut.rdata) == expect
+            expect = expect[1:] + [None if we else model.get(addr, 0)]
+        for due in expect:
+            if due is not None:
+                assert ctx.get(dut.rdata) == due
+            await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
     assert checked > 150
+
+
+@pytest.mark.parametrize("bad", [0, 3, 100, 1.0, True])
+def test_rejects_bad_bank_depth(bad):
+    with pytest.raises(TypeError, match="bank_depth must be a power of two"):
+        SinglePortRAM(width=8, depth=16, bank_depth=bad)
+
+
+def test_bank_depth_excludes_spram():
+    with pytest.raises(ValueError, match="exclude each other"):
+        SinglePortRAM(width=8, depth=16, spram=True, bank_depth=8)
 
 
 def test_spram_flag_elsewhere_is_the_model():

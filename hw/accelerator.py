@@ -555,7 +555,11 @@ class Accelerator(wiring.Component):
 
         # The update's Rn and Rf: symmetric EP compares rates A (+beta) and B (-beta),
         # one-sided EP rates B (nudged) and A (free).
-        rn, rf = (ra_rd.data, rb_rd.data) if c.symmetric_nudge else (rb_rd.data, ra_rd.data)
+        # They are registered (rn, rf: two cycles after their address) before any arithmetic.
+        ra_r = Signal.like(ra_rd.data, reset_less=True)
+        rb_r = Signal.like(rb_rd.data, reset_less=True)
+        m.d.sync += [ra_r.eq(ra_rd.data), rb_r.eq(rb_rd.data)]
+        rn, rf = (ra_r, rb_r) if c.symmetric_nudge else (rb_r, ra_r)
 
         # -- sequencer -----------------------------------------------------------------------
         # input drive counters
@@ -576,41 +580,52 @@ class Accelerator(wiring.Component):
         u_slot = Signal()
         row_x = Signal(c.input_bits)
         # u_v[n]: an update read (W2: the first cycle of a word) n cycles ago; the states set
-        # u_v[1], the rest follow.
-        u_v = [None] + [Signal(name=f"u_v{n}") for n in range(1, 3 + ML)]
-        m.d.sync += [u_v[n + 1].eq(u_v[n]) for n in range(1, 2 + ML)]
+        # u_v[1], the rest follow. Its rates are registered at 2, its products come at 2 + ML
+        # (W2: the first at 2 + ML, the second at 3 + ML).
+        u_v = [None] + [Signal(name=f"u_v{n}") for n in range(1, 4 + ML)]
+        m.d.sync += [u_v[n + 1].eq(u_v[n]) for n in range(1, 3 + ML)]
         u_v1 = u_v[1]
-        u_drained = Signal()     # no update read in flight, in the bank or in the unit
-        m.d.comb += u_drained.eq(~Cat(u_v[1:]).any() & ~up.busy)
-        u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
-        y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
+        # A single-port W1 reads in even slots and writes in odd ones: when the results come an
+        # even number of cycles after the read, they wait a cycle in a register.
+        W1W = 1 - (2 + ML + EPUpdateUnit.latency) % 2
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
-        # The address of each update read, delayed until its result is written (u_waddr).
+        w1_wv = [up.o.valid] + [Signal(name=f"w1_wv{d}") for d in range(1, W1W + 1)]
+        w1_wd = [new_weights] + [
+            Signal(P * c.weight_bits, name=f"w1_wd{d}", reset_less=True) for d in range(1, W1W + 1)]
+        m.d.sync += [w1_wv[d + 1].eq(w1_wv[d]) for d in range(W1W)]
+        m.d.sync += [w1_wd[d + 1].eq(w1_wd[d]) for d in range(W1W)]
+        u_drained = Signal()     # no update in flight: in the bank, in the unit, to be written
+        m.d.comb += u_drained.eq(~Cat(u_v[1:]).any() & ~up.busy & ~Cat(w1_wv[1:]).any())
+        u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
+        u_latch2 = Signal()
+        y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
+        # The address of each update read, delayed until its result is written (to_write).
         # u_addr[0] is a register stepped by one per read (W1: row base + group; W2:
         # k * G + group; biases: b1 then b2), so no adder or multiplier sits in front of a
         # memory address.
-        u_delay = ML + EPUpdateUnit.latency + 1
+        # Cycles from a read to the write of its result: W1, W2 (a word's second cycle), biases.
+        to_write = {"w1": 2 + ML + EPUpdateUnit.latency + W1W,
+                    "w2": 3 + ML + EPUpdateUnit.latency,
+                    "b": 2 + ML + EPUpdateUnit.latency}
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
-                  for d in range(u_delay + 1)]
-        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(u_delay)]
-        u_waddr = u_addr[u_delay]
-        # The old values beside the products: the memory words delayed by ML.
-        # (W1's word arrives RL cycles after its read, the products 1 + ML cycles after it.)
-        w1_old = [w1.rdata] + [Signal.like(w1.rdata, name=f"w1_old{d}", reset_less=True)
-                               for d in range(1, ML + 1)]
-        w2_old = [w2_rd.data.as_value()] + [Signal(len(w2_rd.data.as_value()), name=f"w2_old{d}",
-                                                   reset_less=True) for d in range(1, ML + 1)]
-        b_old = [b_rd.data.b] + [Signal(bshape, name=f"b_old{d}", reset_less=True)
-                                 for d in range(1, ML + 1)]
-        for old in (w1_old, w2_old, b_old):
-            m.d.sync += [old[d + 1].eq(old[d]) for d in range(ML)]
-        w1_old_word = data.View(word, w1_old[1 + ML - RL])
-        w2_old_word = data.View(word, w2_old[ML])
+                  for d in range(max(to_write.values()) + 1)]
+        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(len(u_addr) - 1)]
+        # The old values beside the products: W1's word arrives RL cycles after its read, a
+        # bias 1 cycle after, a W2 word 1 and 2 cycles after; the products come at 2 + ML.
+        def delayed(value, n, name):
+            out = [value] + [Signal(len(value), name=f"{name}{d}", reset_less=True)
+                             for d in range(1, n + 1)]
+            m.d.sync += [out[d + 1].eq(out[d]) for d in range(n)]
+            return out[n]
+        w1_old_word = data.View(word, delayed(w1.rdata, 2 + ML - RL, "w1_old"))
+        w2_old_word = data.View(word, delayed(w2_rd.data.as_value(), 1 + ML, "w2_old"))
+        b_old = delayed(b_rd.data.b, 1 + ML, "b_old")
         u_k = Signal(range(Y + 1))
-        u_lane1 = Signal(range(P))
-        u_out_d = [Signal(name=f"u_out{d}") for d in range(2 + ML)]   # b2 (not b1), delayed
-        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1, 1 + ML)]
+        u_lane1, u_lane2 = Signal(range(P)), Signal(range(P))
+        m.d.sync += u_lane2.eq(u_lane1)
+        u_out_d = [Signal(name=f"u_out{d}") for d in range(3 + ML)]   # b2 (not b1), delayed
+        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1, 2 + ML)]
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_fetch = Signal()       # ROW: the image entry of row un arrives in the next cycle
 
@@ -709,14 +724,15 @@ class Accelerator(wiring.Component):
                     m.d.sync += [ug.eq(ug + 1), u_addr[0].eq(u_addr[0] + 1)]
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
-                m.d.comb += [up.i.valid.eq(u_v[1 + ML]), gen.advance.eq(u_v[1 + ML]),
+                m.d.comb += [up.i.valid.eq(u_v[2 + ML]), gen.advance.eq(u_v[2 + ML]),
                              up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
                 for l in range(P):
                     m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
                                  up.i.payload[l].w.eq(w1_old_word[l])]
-                with m.If(up.o.valid):
-                    m.d.comb += [w1.addr.eq(u_waddr), w1.we.eq(1), w1.wdata.eq(new_weights)]
+                with m.If(w1_wv[W1W]):
+                    m.d.comb += [w1.addr.eq(u_addr[to_write["w1"]]), w1.we.eq(1),
+                                 w1.wdata.eq(w1_wd[W1W])]
                 with m.If((ug == G) & ~read & u_drained):
                     m.d.sync += [un.eq(un + 1), u_fetch.eq(0)]
                     m.next = "ROW"
@@ -731,8 +747,8 @@ class Accelerator(wiring.Component):
                              ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col),
-                             u_latch.eq(u_col)]
-                with m.If(u_latch):
+                             u_latch.eq(u_col), u_latch2.eq(u_latch)]
+                with m.If(u_latch2):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
                 with m.If(u_col):
                     m.d.sync += u_col.eq(0)
@@ -744,15 +760,15 @@ class Accelerator(wiring.Component):
                         m.d.sync += [ug.eq(0), u_k.eq(u_k + 1), u_col.eq(1)]
                     with m.Else():
                         m.d.sync += ug.eq(ug + 1)
-                m.d.comb += mul_a.eq(Mux(u_v1, y_rn, y_rf))
-                m.d.comb += [mul_b[l].eq(Mux(u_v1, rn[l], rf[l])) for l in range(P)]
-                m.d.comb += [keep_prod.eq(u_v[1 + ML]), up.i.valid.eq(u_v[2 + ML]),
-                             gen.advance.eq(u_v[2 + ML]),
+                m.d.comb += mul_a.eq(Mux(u_v[2], y_rn, y_rf))
+                m.d.comb += [mul_b[l].eq(Mux(u_v[2], rn[l], rf[l])) for l in range(P)]
+                m.d.comb += [keep_prod.eq(u_v[2 + ML]), up.i.valid.eq(u_v[3 + ML]),
+                             gen.advance.eq(u_v[3 + ML]),
                              up.shift.eq(shifts.w2)]
                 for l in range(P):
                     m.d.comb += up.i.payload[l].w.eq(w2_old_word[l])
                 with m.If(up.o.valid):
-                    m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
+                    m.d.comb += [w2_wr.addr.eq(u_addr[to_write["w2"]]), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
                 with m.If(~more & u_drained):
                     m.d.sync += [u_addr[0].eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
@@ -768,7 +784,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
                              ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
                 m.d.sync += [u_v1.eq(read), u_out_d[1].eq(u_out), u_lane1.eq(u_bl),
-                             lfsr_sel.eq(2 + u_out_d[ML])]     # b1's stream, then b2's
+                             lfsr_sel.eq(2 + u_out_d[1 + ML])]     # b1's stream, then b2's
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
                     with m.If(u_out):
@@ -779,13 +795,13 @@ class Accelerator(wiring.Component):
                         m.d.sync += u_bl.eq(u_bl + 1)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
-                m.d.comb += [up.i.valid.eq(u_v[1 + ML]), up.bias.eq(1),
-                             gen.advance.eq(u_v[1 + ML]),
-                             up.shift.eq(Mux(u_out_d[1 + ML], shifts.b2, shifts.b1)),
-                             lane0.w.eq(b_old[ML]),
-                             mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane1] - rn_arr[u_lane1])]
+                m.d.comb += [up.i.valid.eq(u_v[2 + ML]), up.bias.eq(1),
+                             gen.advance.eq(u_v[2 + ML]),
+                             up.shift.eq(Mux(u_out_d[2 + ML], shifts.b2, shifts.b1)),
+                             lane0.w.eq(b_old),
+                             mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane2] - rn_arr[u_lane2])]
                 with m.If(up.o.valid):
-                    m.d.comb += [b_wr.addr.eq(u_waddr), b_wr.en.eq(1),
+                    m.d.comb += [b_wr.addr.eq(u_addr[to_write["b"]]), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]
                 with m.If(~read & u_drained):
                     m.next = "FINISH"

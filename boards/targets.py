@@ -30,6 +30,8 @@ class Board:
     spram: bool = False           #: W1 in iCE40 SPRAM
     #: W1 in registered banks of this many words (ECP5 block RAM: 2048 x 9 a block)
     w1_bank_depth: int | None = None
+    #: the accelerator's deep pipeline (registered memory outputs, pipelined multipliers)
+    deep_pipeline: bool = False
     description: str = ""
     resources: dict = field(default_factory=dict)   #: what the device has, for the report
     #: ``(connector, rx pin, tx pin)`` for a board whose platform defines no UART
@@ -68,11 +70,11 @@ register(Board("icebreaker", "icebreaker:ICEBreakerPlatform", "up5k", lanes=2, t
                pll_hz=30e6, spram=True, description="iCEBreaker, iCE40 UP5K: W1 in the four SPRAMs",
                resources={"LUT": 5280, "FF": 5280, "EBR": 30, "SPRAM": 4, "DSP": 8}))
 register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target_hz=80e6,
-               w1_bank_depth=2048,
+               w1_bank_depth=2048, deep_pipeline=True,
                description="ULX3S, ECP5 LFE5U-85F",
                resources={"LUT": 83640, "FF": 83640, "EBR": 208, "DSP": 156}))
 register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "orangecrab", lanes=8,
-               w1_bank_depth=2048,
+               w1_bank_depth=2048, deep_pipeline=True,
                target_hz=48e6, description="OrangeCrab r0.2, ECP5 LFE5U-25F (UART on the feather pins)",
                resources={"LUT": 24288, "FF": 24288, "EBR": 56, "DSP": 28},
                uart_pins=(("io", 0), "0", "1")))   # Feather RX/TX: a 3.3 V USB-serial adapter

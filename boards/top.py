@@ -25,7 +25,8 @@ class BoardTop(wiring.Component):
 
     Parameters
     ----------
-    config, lanes, spram, w1_bank_depth : as for :class:`~eqfpga.hw.accelerator.Accelerator`
+    config, lanes, spram, w1_bank_depth, deep_pipeline : as for
+        :class:`~eqfpga.hw.accelerator.Accelerator`
     divisor : int
         Clock cycles per UART bit.
     timeout : int
@@ -43,9 +44,10 @@ class BoardTop(wiring.Component):
     leds: Out(LED_BITS)
 
     def __init__(self, config: Config, *, lanes: int, divisor: int, timeout: int,
-                 spram: bool = False, w1_bank_depth: int | None = None):
+                 spram: bool = False, w1_bank_depth: int | None = None,
+                 deep_pipeline: bool = False):
         self._config, self._lanes, self._spram = config, lanes, spram
-        self._w1_bank_depth = w1_bank_depth
+        self._w1_bank_depth, self._deep_pipeline = w1_bank_depth, deep_pipeline
         self._divisor, self._timeout = divisor, timeout
         super().__init__()
 
@@ -54,7 +56,7 @@ class BoardTop(wiring.Component):
         m.submodules.rx = rx = UARTReceiver(self._divisor)
         m.submodules.tx = tx = UARTTransmitter(self._divisor)
         acc = Accelerator(config=self._config, lanes=self._lanes, spram=self._spram, trace=False,
-                          w1_bank_depth=self._w1_bank_depth)
+                          w1_bank_depth=self._w1_bank_depth, deep_pipeline=self._deep_pipeline)
         m.submodules.link = link = HostLink(acc, timeout=self._timeout)
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
                      link.rx.payload.eq(rx.data.payload), link.rx.valid.eq(rx.data.valid),

@@ -84,6 +84,15 @@ def unpack_params(words: dict[str, list], c: Config, lanes: int):
     return Params(w1, w2, np.array(words["b1"], np.int64), np.array(words["b2"], np.int64))
 
 
+def _stage(m, value, on: bool, name: str):
+    """``value`` through a pipeline register when ``on`` (the deep pipeline), else itself."""
+    if not on:
+        return value
+    reg = Signal.like(value, name=name, reset_less=True)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
 class Accelerator(wiring.Component):
     """The spiking EP network of ``config`` with ``lanes`` parallel weight lanes.
 
@@ -103,6 +112,11 @@ class Accelerator(wiring.Component):
     w1_bank_depth : int or None
         W1 in registered banks of this many words (block RAM on ECP5; read latency 2; see
         :class:`~eqfpga.hw.spram.SinglePortRAM`), not with ``spram``.
+    deep_pipeline : bool
+        Register every memory output before arithmetic and pipeline the multiplier bank
+        (:attr:`MUL_LATENCY`): a faster clock for a few hundred flip-flops and a few cycles
+        per sample; the results are the same. For the ECP5 boards; the UP5K has no cells to
+        spare for it.
     trace : bool
         Have the :attr:`trace` port (simulation; it costs ``hidden`` flip-flops).
 
@@ -140,11 +154,12 @@ class Accelerator(wiring.Component):
         ``l*weight_bits ..``); biases and LFSR states use the low bits, sign-extended on read.
     """
 
-    #: Cycles from the multiplier bank's operands to its products.
+    #: Cycles from the multiplier bank's operands to its products with ``deep_pipeline``.
     MUL_LATENCY = 2
 
     def __init__(self, *, config: Config, lanes: int, params=None, streams: Streams | None = None,
-                 spram: bool = False, trace: bool = True, w1_bank_depth: int | None = None):
+                 spram: bool = False, trace: bool = True, w1_bank_depth: int | None = None,
+                 deep_pipeline: bool = False):
         if not isinstance(config, Config):
             raise TypeError(f"Configuration must be a Config, not {config!r}")
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
@@ -162,6 +177,7 @@ class Accelerator(wiring.Component):
         self._streams = streams or Streams.seeded(config)
         self._spram = spram
         self._w1_bank_depth = w1_bank_depth
+        self._deep = bool(deep_pipeline)
         self._trace = trace
 
         c = config
@@ -256,14 +272,20 @@ class Accelerator(wiring.Component):
                  for l in range(P)]
         prod = [Signal(signed(mul_a.shape().width + mul_b[0].shape().width), name=f"prod{l}")
                 for l in range(P)]
-        # The bank is a pipeline: operands registered, then products registered (ML cycles
-        # from operands to ``prod``), so that no memory output and no adder shares a cycle
-        # with a multiplier. Each user delays what travels beside its products by ML.
-        ML = self.MUL_LATENCY
-        mul_a_r = Signal.like(mul_a, reset_less=True)
-        mul_b_r = [Signal.like(mul_b[l], name=f"mul_b_r{l}", reset_less=True) for l in range(P)]
-        m.d.sync += [mul_a_r.eq(mul_a)] + [mul_b_r[l].eq(mul_b[l]) for l in range(P)]
-        m.d.sync += [prod[l].eq(mul_a_r * mul_b_r[l]) for l in range(P)]
+        # Deep: the bank is a pipeline, operands registered, then products registered (ML
+        # cycles from operands to ``prod``), so that no memory output and no adder shares a
+        # cycle with a multiplier. Each user delays what travels beside its products by ML,
+        # and D (one register stage after a memory output) where it reads one.
+        deep = self._deep
+        D = int(deep)
+        ML = self.MUL_LATENCY if deep else 0
+        if deep:
+            mul_a_r = Signal.like(mul_a, reset_less=True)
+            mul_b_r = [Signal.like(mul_b[l], name=f"mul_b_r{l}", reset_less=True) for l in range(P)]
+            m.d.sync += [mul_a_r.eq(mul_a)] + [mul_b_r[l].eq(mul_b[l]) for l in range(P)]
+            m.d.sync += [prod[l].eq(mul_a_r * mul_b_r[l]) for l in range(P)]
+        else:
+            m.d.comb += [prod[l].eq(mul_a * mul_b[l]) for l in range(P)]
         m.submodules.update = up = EPUpdateUnit(config=c, lanes=P)
         # Every rule's q is (kept product) - (this cycle's product): the kept product is
         # W2's Rn_h * Rn_y and zero otherwise, so the W1 and bias rules negate their operand.
@@ -397,9 +419,14 @@ class Accelerator(wiring.Component):
         a_addr = Signal(range(Y * G + G + 1))
         a_groups = Signal(range(G + 1))     # groups whose feedback is in fbq
         b_g = Signal(range(G + 1))          # groups whose feedback B has taken (B's group)
-        # Stage 1 registers the W2 word and the spikes of its group, stage 2 adds them up.
+        # The W2 word and the spikes of its group arrive at 1 and are summed at 1 + D (deep:
+        # registered first); a_*A describe the word being summed.
         a_v1, a_k1, a_g1, a_last1 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
-        a_v2, a_k2, a_g2, a_last2 = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
+        if deep:
+            a_vA, a_kA, a_gA, a_lastA = Signal(), Signal.like(a_k), Signal.like(a_g), Signal()
+            m.d.sync += [a_vA.eq(a_v1), a_kA.eq(a_k1), a_gA.eq(a_g1), a_lastA.eq(a_last1)]
+        else:
+            a_vA, a_kA, a_gA, a_lastA = a_v1, a_k1, a_g1, a_last1
         a_issue = Signal()
         if nbuf == 1:   # a group's last word overwrites fbq: B must have taken the previous
             m.d.comb += a_issue.eq(step_run & (a_g < G) & ((a_k != Y - 1) | (b_g == a_g)))
@@ -407,32 +434,31 @@ class Accelerator(wiring.Component):
             m.d.comb += a_issue.eq(step_run & (a_g < G) & (a_g <= b_g + 1))
         with m.If(busy):
             m.d.comb += w2_rd.addr.eq(a_addr)
-        m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1),
-                     a_v2.eq(a_v1), a_k2.eq(a_k1), a_g2.eq(a_g1), a_last2.eq(a_last1)]
+        m.d.sync += [a_v1.eq(a_issue), a_k1.eq(a_k), a_g1.eq(a_g), a_last1.eq(a_k == Y - 1)]
         with m.If(a_issue):
             with m.If(a_k == Y - 1):
                 m.d.sync += [a_k.eq(0), a_g.eq(a_g + 1), a_addr.eq(a_g + 1)]
             with m.Else():
                 m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
         m.d.comb += spk_rd.addr.eq(Cat(a_g[:gw], bank))   # read with the W2 word of group a_g
-        wrow = Signal.like(w2_rd.data, reset_less=True)
-        spiked_r = Signal(P, reset_less=True)
-        m.d.sync += [wrow.eq(w2_rd.data), spiked_r.eq(spk_rd.data)]
-        spiked = Mux(first_step, 0, spiked_r)
+        wrow = _stage(m, w2_rd.data, deep, "wrow")
+        # (first_step masks after the register: a mask between a LUT-RAM read and its register
+        # makes Yosys 0.70's ABC9 fail an assertion on ECP5)
+        spiked = Mux(first_step, 0, _stage(m, spk_rd.data, deep, "spiked_r"))
         lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
         fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
         for l in range(P):
-            m.d.comb += fb_new[l].eq(Mux(a_k2 == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_k2, 1),
+            m.d.comb += fb_new[l].eq(Mux(a_kA == 0, 0, fb[l]) + Mux(s_y_prev.bit_select(a_kA, 1),
                                                                     wrow[l], 0))
         # Group 0 starts each output's forward sum afresh: no clearing between steps.
         fwd_new = Signal(drive_s)
-        m.d.comb += [fwd_new.eq(Mux(a_g2 == 0, 0, fwd_rd.data) + lane_sum),
-                     fwd_wr.addr.eq(a_k2), fwd_wr.data.eq(fwd_new), fwd_wr.en.eq(a_v2)]
-        with m.If(a_v2):
+        m.d.comb += [fwd_new.eq(Mux(a_gA == 0, 0, fwd_rd.data) + lane_sum),
+                     fwd_wr.addr.eq(a_kA), fwd_wr.data.eq(fwd_new), fwd_wr.en.eq(a_vA)]
+        with m.If(a_vA):
             m.d.sync += [fb[l].eq(fb_new[l]) for l in range(P)]
-            with m.If(a_last2):
+            with m.If(a_lastA):
                 m.d.sync += a_groups.eq(a_groups + 1)
-                m.d.sync += [fbq[fbq_bank(a_g2)][l].eq(fb_new[l]) for l in range(P)]
+                m.d.sync += [fbq[fbq_bank(a_gA)][l].eq(fb_new[l]) for l in range(P)]
 
         # B: the neurons one per cycle through the neuron lane in index order: hidden neuron
         # j once its group's feedback is ready, then output k (neuron H + k) once A is done.
@@ -459,15 +485,17 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += b_l.eq(b_l + 1)
 
-        # The memories' outputs are registered (stage 2), then summed into the lane's input,
-        # which is registered too: neither a memory output nor the drive sum shares a cycle
-        # with the neuron's first stage (its nudge).
-        b_v2, b_fb2, b_out2, b_k2 = Signal(), Signal(drive_s), Signal(), Signal(range(Y))
-        s_r = Signal.like(s_rd.data, reset_less=True)
-        bd_r = Signal.like(b_rd.data, reset_less=True)
-        fwd_r = Signal(drive_s, reset_less=True)
-        m.d.sync += [b_v2.eq(b_v1), b_fb2.eq(b_fb1), b_out2.eq(b_out1), b_k2.eq(b_k1),
-                     s_r.eq(s_rd.data), bd_r.eq(b_rd.data), fwd_r.eq(fwd_rd.data)]
+        # The memories' outputs (deep: registered first) are summed into the lane's input,
+        # which is registered: the drive sum does not share a cycle with the neuron's first
+        # stage (its nudge).
+        if deep:
+            b_v2, b_fb2, b_out2, b_k2 = Signal(), Signal(drive_s), Signal(), Signal(range(Y))
+            m.d.sync += [b_v2.eq(b_v1), b_fb2.eq(b_fb1), b_out2.eq(b_out1), b_k2.eq(b_k1)]
+        else:
+            b_v2, b_fb2, b_out2, b_k2 = b_v1, b_fb1, b_out1, b_k1
+        s_r = _stage(m, s_rd.data, deep, "s_r")
+        bd_r = _stage(m, b_rd.data, deep, "bd_r")
+        fwd_r = _stage(m, fwd_rd.data, deep, "fwd_r")
         lane_in = Signal.like(nu.i.payload[0])
         m.d.sync += [nu.i.valid.eq(b_v2), nu.i.payload[0].eq(lane_in)]
         m.d.comb += [lane_in.v.eq(Mux(first_step, 0, s_r.v)),
@@ -475,12 +503,12 @@ class Accelerator(wiring.Component):
                      lane_in.drive.eq(bd_r.b + Mux(b_out2, fwd_r, bd_r.d + b_fb2)),
                      lane_in.nudge.eq(b_out2 & (phase != Phase.FREE)),
                      lane_in.target.eq(b_k2 == label)]
-        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k1))]
+        m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k1 if deep else a_k))]
         # Who each result belongs to, delayed by the lane's latency.
         # A hidden neuron's lane and group travel with it: no divider by P on the way back.
         tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
                                  "group": range(G + 1), "k": range(Y)})
-        lat = NeuronUnit.latency + 2     # and the two registers in front of the lane
+        lat = NeuronUnit.latency + 1 + D     # and the registers in front of the lane
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
         m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
                      tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
@@ -555,10 +583,10 @@ class Accelerator(wiring.Component):
 
         # The update's Rn and Rf: symmetric EP compares rates A (+beta) and B (-beta),
         # one-sided EP rates B (nudged) and A (free).
-        # They are registered (rn, rf: two cycles after their address) before any arithmetic.
-        ra_r = Signal.like(ra_rd.data, reset_less=True)
-        rb_r = Signal.like(rb_rd.data, reset_less=True)
-        m.d.sync += [ra_r.eq(ra_rd.data), rb_r.eq(rb_rd.data)]
+        # Deep: they are registered (rn, rf: two cycles after their address) before any
+        # arithmetic. R: the extra cycle.
+        R = D
+        ra_r, rb_r = _stage(m, ra_rd.data, deep, "ra_r"), _stage(m, rb_rd.data, deep, "rb_r")
         rn, rf = (ra_r, rb_r) if c.symmetric_nudge else (rb_r, ra_r)
 
         # -- sequencer -----------------------------------------------------------------------
@@ -580,14 +608,14 @@ class Accelerator(wiring.Component):
         u_slot = Signal()
         row_x = Signal(c.input_bits)
         # u_v[n]: an update read (W2: the first cycle of a word) n cycles ago; the states set
-        # u_v[1], the rest follow. Its rates are registered at 2, its products come at 2 + ML
-        # (W2: the first at 2 + ML, the second at 3 + ML).
-        u_v = [None] + [Signal(name=f"u_v{n}") for n in range(1, 4 + ML)]
-        m.d.sync += [u_v[n + 1].eq(u_v[n]) for n in range(1, 3 + ML)]
+        # u_v[1], the rest follow. Its rates are there at 1 + R, its products at 1 + R + ML
+        # (W2: the first at 1 + R + ML, the second at 2 + R + ML).
+        u_v = [None] + [Signal(name=f"u_v{n}") for n in range(1, 3 + R + ML)]
+        m.d.sync += [u_v[n + 1].eq(u_v[n]) for n in range(1, 2 + R + ML)]
         u_v1 = u_v[1]
         # A single-port W1 reads in even slots and writes in odd ones: when the results come an
         # even number of cycles after the read, they wait a cycle in a register.
-        W1W = 1 - (2 + ML + EPUpdateUnit.latency) % 2
+        W1W = 1 - (1 + R + ML + EPUpdateUnit.latency) % 2
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
         w1_wv = [up.o.valid] + [Signal(name=f"w1_wv{d}") for d in range(1, W1W + 1)]
@@ -605,27 +633,28 @@ class Accelerator(wiring.Component):
         # k * G + group; biases: b1 then b2), so no adder or multiplier sits in front of a
         # memory address.
         # Cycles from a read to the write of its result: W1, W2 (a word's second cycle), biases.
-        to_write = {"w1": 2 + ML + EPUpdateUnit.latency + W1W,
-                    "w2": 3 + ML + EPUpdateUnit.latency,
-                    "b": 2 + ML + EPUpdateUnit.latency}
+        to_write = {"w1": 1 + R + ML + EPUpdateUnit.latency + W1W,
+                    "w2": 2 + R + ML + EPUpdateUnit.latency,
+                    "b": 1 + R + ML + EPUpdateUnit.latency}
         u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
                   for d in range(max(to_write.values()) + 1)]
         m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(len(u_addr) - 1)]
         # The old values beside the products: W1's word arrives RL cycles after its read, a
-        # bias 1 cycle after, a W2 word 1 and 2 cycles after; the products come at 2 + ML.
+        # bias 1 cycle after, a W2 word 1 and 2 cycles after; the products come at 1 + R + ML.
         def delayed(value, n, name):
             out = [value] + [Signal(len(value), name=f"{name}{d}", reset_less=True)
                              for d in range(1, n + 1)]
             m.d.sync += [out[d + 1].eq(out[d]) for d in range(n)]
             return out[n]
-        w1_old_word = data.View(word, delayed(w1.rdata, 2 + ML - RL, "w1_old"))
-        w2_old_word = data.View(word, delayed(w2_rd.data.as_value(), 1 + ML, "w2_old"))
-        b_old = delayed(b_rd.data.b, 1 + ML, "b_old")
+        w1_old_word = data.View(word, delayed(w1.rdata, 1 + R + ML - RL, "w1_old"))
+        w2_old_word = data.View(word, delayed(w2_rd.data.as_value(), R + ML, "w2_old"))
+        b_old = delayed(b_rd.data.b, R + ML, "b_old")
         u_k = Signal(range(Y + 1))
-        u_lane1, u_lane2 = Signal(range(P)), Signal(range(P))
-        m.d.sync += u_lane2.eq(u_lane1)
-        u_out_d = [Signal(name=f"u_out{d}") for d in range(3 + ML)]   # b2 (not b1), delayed
-        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1, 2 + ML)]
+        u_lane1 = Signal(range(P))
+        u_lane = _stage(m, u_lane1, deep, "u_lane2")     # a bias read's lane, with its rates
+        u_out = Signal()                                 # a bias read is of b2 (not b1)
+        u_out_d = [u_out] + [Signal(name=f"u_out{d}") for d in range(1, 2 + R + ML)]
+        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1 + R + ML)]
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_fetch = Signal()       # ROW: the image entry of row un arrives in the next cycle
 
@@ -724,7 +753,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += [ug.eq(ug + 1), u_addr[0].eq(u_addr[0] + 1)]
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
-                m.d.comb += [up.i.valid.eq(u_v[2 + ML]), gen.advance.eq(u_v[2 + ML]),
+                m.d.comb += [up.i.valid.eq(u_v[1 + R + ML]), gen.advance.eq(u_v[1 + R + ML]),
                              up.shift.eq(shifts.w1),
                              mul_a.eq(row_x)]
                 for l in range(P):
@@ -748,7 +777,7 @@ class Accelerator(wiring.Component):
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col),
                              u_latch.eq(u_col), u_latch2.eq(u_latch)]
-                with m.If(u_latch2):
+                with m.If(u_latch2 if deep else u_latch):
                     m.d.sync += [y_rn.eq(rn[0]), y_rf.eq(rf[0])]
                 with m.If(u_col):
                     m.d.sync += u_col.eq(0)
@@ -760,10 +789,10 @@ class Accelerator(wiring.Component):
                         m.d.sync += [ug.eq(0), u_k.eq(u_k + 1), u_col.eq(1)]
                     with m.Else():
                         m.d.sync += ug.eq(ug + 1)
-                m.d.comb += mul_a.eq(Mux(u_v[2], y_rn, y_rf))
-                m.d.comb += [mul_b[l].eq(Mux(u_v[2], rn[l], rf[l])) for l in range(P)]
-                m.d.comb += [keep_prod.eq(u_v[2 + ML]), up.i.valid.eq(u_v[3 + ML]),
-                             gen.advance.eq(u_v[3 + ML]),
+                m.d.comb += mul_a.eq(Mux(u_v[1 + R], y_rn, y_rf))
+                m.d.comb += [mul_b[l].eq(Mux(u_v[1 + R], rn[l], rf[l])) for l in range(P)]
+                m.d.comb += [keep_prod.eq(u_v[1 + R + ML]), up.i.valid.eq(u_v[2 + R + ML]),
+                             gen.advance.eq(u_v[2 + R + ML]),
                              up.shift.eq(shifts.w2)]
                 for l in range(P):
                     m.d.comb += up.i.payload[l].w.eq(w2_old_word[l])
@@ -778,13 +807,13 @@ class Accelerator(wiring.Component):
                 # b1 then b2, in the bias memory's order, through lane 0; the address u_j =
                 # u_bg * P + u_bl for b1 (counted rather than divided), u_j = H + u_k for b2.
                 u_j = u_addr[0]
-                read, u_out = Signal(), Signal()
+                read = Signal()
                 # Output k's rates are in lane 0 of word G + k (u_bl stays 0 for b2).
                 rate_word = Mux(u_out, G + u_k, u_bg)
                 m.d.comb += [u_out.eq(u_j >= H), read.eq(u_j < H + Y), b_rd.addr.eq(u_j),
                              ra_rd.addr.eq(rate_word), rb_rd.addr.eq(rate_word)]
-                m.d.sync += [u_v1.eq(read), u_out_d[1].eq(u_out), u_lane1.eq(u_bl),
-                             lfsr_sel.eq(2 + u_out_d[1 + ML])]     # b1's stream, then b2's
+                m.d.sync += [u_v1.eq(read), u_lane1.eq(u_bl),
+                             lfsr_sel.eq(2 + u_out_d[R + ML])]     # b1's stream, then b2's
                 with m.If(read):
                     m.d.sync += u_j.eq(u_j + 1)
                     with m.If(u_out):
@@ -795,11 +824,11 @@ class Accelerator(wiring.Component):
                         m.d.sync += u_bl.eq(u_bl + 1)
                 rn_arr, rf_arr = Array(rn[l] for l in range(P)), Array(rf[l] for l in range(P))
                 lane0 = up.i.payload[0]
-                m.d.comb += [up.i.valid.eq(u_v[2 + ML]), up.bias.eq(1),
-                             gen.advance.eq(u_v[2 + ML]),
-                             up.shift.eq(Mux(u_out_d[2 + ML], shifts.b2, shifts.b1)),
+                m.d.comb += [up.i.valid.eq(u_v[1 + R + ML]), up.bias.eq(1),
+                             gen.advance.eq(u_v[1 + R + ML]),
+                             up.shift.eq(Mux(u_out_d[1 + R + ML], shifts.b2, shifts.b1)),
                              lane0.w.eq(b_old),
-                             mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane2] - rn_arr[u_lane2])]
+                             mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane] - rn_arr[u_lane])]
                 with m.If(up.o.valid):
                     m.d.comb += [b_wr.addr.eq(u_addr[to_write["b"]]), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]

@@ -54,10 +54,11 @@ class ToolError(Exception):
 
 
 def generate(config: Config, out_dir: str | os.PathLike, *, params=None, streams: Streams | None = None,
-             lanes: int = DEFAULT_LANES, name: str = TOP, w1_bank_depth: int | None = None) -> Path:
+             lanes: int = DEFAULT_LANES, name: str = TOP, w1_bank_depth: int | None = None,
+             deep_pipeline: bool = False) -> Path:
     """Write ``out_dir/<name>.v``: the accelerator of ``config`` with ``params`` in its memories.
 
-    ``w1_bank_depth``: W1 in registered banks, as on the ECP5 boards. Returns the path of the
+    ``w1_bank_depth``, ``deep_pipeline``: as on the ECP5 boards. Returns the path of the
     Verilog file. Ports are those of
     :class:`~eqfpga.hw.accelerator.Accelerator`, flattened by Amaranth (``pixels__payload``,
     ``port__sel``, ...), plus ``clk`` and ``rst``.
@@ -65,7 +66,7 @@ def generate(config: Config, out_dir: str | os.PathLike, *, params=None, streams
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dut = Accelerator(config=config, lanes=lanes, params=params, streams=streams,
-                      w1_bank_depth=w1_bank_depth)
+                      w1_bank_depth=w1_bank_depth, deep_pipeline=deep_pipeline)
     text = verilog.convert(dut, name=name, emit_src=False)
     path = out_dir / f"{name}.v"
     path.write_text(text)

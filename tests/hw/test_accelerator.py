@@ -17,19 +17,24 @@ CONFIGS = {
     "64-16-10/P4/one-sided": (Config(name="a", inputs=64, hidden=16, free_steps=12, nudge_steps=6,
                                      input_shift=8, w1_init=30, w2_init=20, w1_shift=11,
                                      w2_shift=13, b1_shift=6, b2_shift=6, seed=2), 4, {}),
+    "64-16-10/P4/one-sided/deep": (Config(name="a", inputs=64, hidden=16, free_steps=12,
+                                          nudge_steps=6, input_shift=8, w1_init=30, w2_init=20,
+                                          w1_shift=11, w2_shift=13, b1_shift=6, b2_shift=6,
+                                          seed=2), 4, {"deep_pipeline": True}),
     "64-24-10/P8/symmetric/6-bit": (Config(name="b", inputs=64, hidden=24, weight_bits=6,
                                            weight_frac_bits=4, rate_bits=6, membrane_frac_bits=3,
                                            leak_shift=1, input_shift=7, bias_bits=9, free_steps=10,
                                            nudge_steps=5, symmetric_nudge=True, beta_shift=0,
                                            w1_init=12, w2_init=10, w1_shift=10, w2_shift=11,
                                            b1_shift=7, b2_shift=7, seed=3), 8, {}),
-    "49-12-10/P3/symmetric/10-bit/W1 banks": (Config(name="c", inputs=49, hidden=12, input_bits=4,
+    "49-12-10/P3/symmetric/10-bit/W1 banks/deep": (Config(name="c", inputs=49, hidden=12, input_bits=4,
                                             weight_bits=10, bias_bits=14, weight_frac_bits=8,
                                             input_shift=4, drive_bits=18, membrane_bits=22,
                                             free_steps=8, nudge_steps=4, symmetric_nudge=True,
                                             w1_init=200, w2_init=150, w1_shift=8, w2_shift=12,
                                             b1_shift=4, b2_shift=4, seed=4), 3,
-                                     {"w1_bank_depth": 64}),    # W1: 3 registered banks, the last short
+                                     # W1: 4 registered banks, the last short
+                                     {"w1_bank_depth": 64, "deep_pipeline": True}),
     "8x8 cropped to 6x6/P4/symmetric": (Config(name="d", inputs=36, crop=1, hidden=16,
                                                 free_steps=10, nudge_steps=5, symmetric_nudge=True,
                                                 input_shift=7, w1_init=30, w2_init=20,
@@ -119,13 +124,13 @@ def test_training_is_weight_exact(name):
     assert not np.array_equal(p.w1, p0.w1)          # the weights did move
 
 
-@pytest.mark.parametrize("bank_depth", [None, 32])
-def test_weights_load_and_read_back_through_the_port(bank_depth):
+@pytest.mark.parametrize("bank_depth, deep", [(None, False), (32, True)])
+def test_weights_load_and_read_back_through_the_port(bank_depth, deep):
     c, lanes, _ = CONFIGS["64-16-10/P4/one-sided"]
     p = network.init_params(c)
     p.w1[:] = np.random.default_rng(1).integers(-128, 128, p.w1.shape)
     p.b1[:] = np.random.default_rng(2).integers(-2048, 2048, p.b1.shape)
-    dut = Accelerator(config=c, lanes=lanes, w1_bank_depth=bank_depth)
+    dut = Accelerator(config=c, lanes=lanes, w1_bank_depth=bank_depth, deep_pipeline=deep)
     got = {}
 
     async def bench(ctx):

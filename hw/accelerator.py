@@ -231,9 +231,11 @@ class Accelerator(wiring.Component):
         init = pack_params(self._params, c, P) if self._params is not None else None
 
         # -- memories ------------------------------------------------------------------------
+        # Deep: W1's inputs are registered (bank by bank with w1_bank_depth): its address is a
+        # wide selection (host, drive, update read and write) that fans out to ~100 block RAMs.
         m.submodules.w1 = w1 = SinglePortRAM(
             width=P * c.weight_bits, depth=N * G, spram=self._spram,
-            bank_depth=self._w1_bank_depth,
+            bank_depth=self._w1_bank_depth, input_register=self._deep,
             init=None if init is None else [word.const(v).as_value().value for v in init["w1"]])
         w1_rdata = data.View(word, w1.rdata)
         RL = w1.read_latency

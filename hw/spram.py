@@ -14,6 +14,8 @@ The interface is the SPRAM's: one address, one access per cycle (a read or a wri
 data one cycle after the address. Designs written against it map onto the SPRAM unchanged.
 """
 
+from collections import namedtuple
+
 from amaranth.hdl import Array, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -21,6 +23,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["SPRAM_WIDTH", "SPRAM_DEPTH", "SPRAM_TILES", "SinglePortRAM"]
+
+_Inputs = namedtuple("_Inputs", "addr we wdata")
 
 #: Data width of one ``SB_SPRAM256KA`` tile.
 SPRAM_WIDTH = 16
@@ -84,13 +88,20 @@ class SinglePortRAM(wiring.Component):
         refused at construction.
     bank_depth : int or None
         Words per registered bank (a power of two), or ``None`` for one memory.
+    input_register : bool
+        Register :attr:`addr`, :attr:`we` and :attr:`wdata` first (with ``bank_depth``: a copy
+        for each bank, beside it): every access happens a cycle after it is presented (reads
+        and writes alike, so their order is kept), and :attr:`read_latency` grows by one. For
+        a RAM whose address comes from far away, through a wide selection, or fans out to
+        many block RAMs.
 
     Attributes
     ----------
     tiles : int
         Number of ``SB_SPRAM256KA`` tiles the shape takes on an iCE40 (whatever ``spram`` is).
     read_latency : int
-        Cycles from a read's address to its word on :attr:`rdata`: 1, or 2 with ``bank_depth``.
+        Cycles from a read's address to its word on :attr:`rdata`: 1, plus 1 with ``bank_depth``,
+        plus 1 with ``input_register``.
 
     Members
     -------
@@ -107,7 +118,7 @@ class SinglePortRAM(wiring.Component):
     """
 
     def __init__(self, *, width: int, depth: int, init=None, spram: bool = False,
-                 bank_depth: int | None = None):
+                 bank_depth: int | None = None, input_register: bool = False):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
@@ -121,6 +132,9 @@ class SinglePortRAM(wiring.Component):
             if spram:
                 raise ValueError("bank_depth and spram=True exclude each other")
         self._bank_depth = bank_depth
+        if not isinstance(input_register, bool):
+            raise TypeError(f"input_register must be a bool, not {input_register!r}")
+        self._input_register = input_register
         self._cols = -(-width // SPRAM_WIDTH)
         self._banks = -(-depth // SPRAM_DEPTH)
         if spram:
@@ -168,7 +182,7 @@ class SinglePortRAM(wiring.Component):
 
     @property
     def read_latency(self) -> int:
-        return 1 if self._bank_depth is None else 2
+        return 1 + self._input_register + (self._bank_depth is not None)
 
     def elaborate(self, platform):
         spram = self._spram and _is_ice40(platform)
@@ -176,34 +190,45 @@ class SinglePortRAM(wiring.Component):
             raise ValueError(f"spram=True needs an iCE40 UltraPlus device with SPRAM, not "
                              f"{platform.device!r}")
         m = Module()
-        if spram:
-            self._elaborate_spram(m)
-        elif self._bank_depth is not None:
-            self._elaborate_banks(m)
+        # Registered banks register their inputs bank by bank (the copies sit by their banks).
+        per_bank = self._input_register and self._bank_depth is not None and not spram
+        if self._input_register and not per_bank:
+            # addr, we and wdata in registers (only we is reset: no write at start)
+            inputs = _Inputs(Signal.like(self.addr, reset_less=True), Signal(),
+                             Signal.like(self.wdata, reset_less=True))
+            m.d.sync += [inputs.addr.eq(self.addr), inputs.we.eq(self.we),
+                         inputs.wdata.eq(self.wdata)]
         else:
-            self._elaborate_model(m)
+            inputs = _Inputs(self.addr, self.we, self.wdata)
+        if spram:
+            self._elaborate_spram(m, inputs)
+        elif self._bank_depth is not None:
+            self._elaborate_banks(m, inputs, per_bank)
+        else:
+            self._elaborate_model(m, inputs)
         return m
 
-    def _elaborate_model(self, m):
+    def _elaborate_model(self, m, inputs):
         m.submodules.mem = mem = Memory(shape=self._width, depth=self._depth, init=self._init)
         rd = mem.read_port()
         wr = mem.write_port()
         m.d.comb += [
-            rd.addr.eq(self.addr),
-            wr.addr.eq(self.addr),
-            wr.data.eq(self.wdata),
-            wr.en.eq(self.we),
+            rd.addr.eq(inputs.addr),
+            wr.addr.eq(inputs.addr),
+            wr.data.eq(inputs.wdata),
+            wr.en.eq(inputs.we),
             self.rdata.eq(rd.data),
         ]
 
-    def _elaborate_banks(self, m):
+    def _elaborate_banks(self, m, inputs, per_bank_register):
         bd = self._bank_depth
         low = ceil_log2(bd)
         banks = -(-self._depth // bd)
         bank = Signal(range(banks))
-        m.d.comb += bank.eq(self.addr[low:])
-        bank_q = [Signal(range(banks), name=f"bank_q{d}", reset_less=True) for d in (1, 2)]
-        m.d.sync += [bank_q[0].eq(bank), bank_q[1].eq(bank_q[0])]
+        m.d.comb += bank.eq(inputs.addr[low:])
+        bank_q = [bank] + [Signal(range(banks), name=f"bank_q{d}", reset_less=True)
+                           for d in range(1, 3 + per_bank_register)]
+        m.d.sync += [bank_q[d + 1].eq(bank_q[d]) for d in range(len(bank_q) - 1)]
         outs = []
         for b in range(banks):
             m.submodules[f"bank{b}"] = mem = Memory(
@@ -211,24 +236,30 @@ class SinglePortRAM(wiring.Component):
                 init=self._init[b * bd:(b + 1) * bd])
             rd, wr = mem.read_port(), mem.write_port()
             out = Signal(self._width, name=f"out{b}", reset_less=True)
-            m.d.comb += [rd.addr.eq(self.addr[:low]), wr.addr.eq(self.addr[:low]),
-                         wr.data.eq(self.wdata), wr.en.eq(self.we & (bank == b))]
+            offset, wdata, we = inputs.addr[:low], inputs.wdata, inputs.we & (bank == b)
+            if per_bank_register:
+                regs = (Signal(low, name=f"addr{b}", reset_less=True),
+                        Signal(self._width, name=f"wdata{b}", reset_less=True),
+                        Signal(name=f"we{b}"))
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (offset, wdata, we))]
+                offset, wdata, we = regs
+            m.d.comb += [rd.addr.eq(offset), wr.addr.eq(offset), wr.data.eq(wdata), wr.en.eq(we)]
             m.d.sync += out.eq(rd.data)
             outs.append(out)
-        m.d.comb += self.rdata.eq(Array(outs)[bank_q[1]])
+        m.d.comb += self.rdata.eq(Array(outs)[bank_q[-1]])
 
-    def _elaborate_spram(self, m):
+    def _elaborate_spram(self, m, inputs):
         word_bits = ceil_log2(SPRAM_DEPTH)
         address = Signal(word_bits)
-        m.d.comb += address.eq(self.addr[:word_bits])
+        m.d.comb += address.eq(inputs.addr[:word_bits])
         if self._banks > 1:
             bank = Signal(range(self._banks))
-            m.d.comb += bank.eq(self.addr[word_bits:])
+            m.d.comb += bank.eq(inputs.addr[word_bits:])
             # Bank of this cycle's read, selecting the tile outputs in the next cycle.
             bank_q = Signal(range(self._banks), reset_less=True)
             m.d.sync += bank_q.eq(bank)
         wdata = Signal(self._cols * SPRAM_WIDTH)
-        m.d.comb += wdata.eq(self.wdata)
+        m.d.comb += wdata.eq(inputs.wdata)
         rows = []
         for b in range(self._banks):
             select = Const(1) if self._banks == 1 else bank == b
@@ -240,7 +271,7 @@ class SinglePortRAM(wiring.Component):
                     i_ADDRESS=address,
                     i_DATAIN=wdata[lo:hi],
                     i_MASKWREN=Const(0b1111, 4),    # all four nibbles (only used on a write)
-                    i_WREN=self.we,
+                    i_WREN=inputs.we,
                     i_CHIPSELECT=select,
                     i_CLOCK=ClockSignal("sync"),
                     i_STANDBY=Const(0),

@@ -110,12 +110,14 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("input_register", [False, True])
 @pytest.mark.parametrize("width, depth, init, spram, bank_depth", SHAPES)
-def test_matches_dict_model(width, depth, init, spram, bank_depth):
+def test_matches_dict_model(width, depth, init, spram, bank_depth, input_register):
     """Random reads and writes against a dict; with no platform, spram=True is the model."""
-    dut = SinglePortRAM(width=width, depth=depth, init=init, spram=spram, bank_depth=bank_depth)
+    dut = SinglePortRAM(width=width, depth=depth, init=init, spram=spram, bank_depth=bank_depth,
+                        input_register=input_register)
     latency = dut.read_latency
-    assert latency == (1 if bank_depth is None else 2)
+    assert latency == 1 + (bank_depth is not None) + input_register
     rng = random.Random(f"{width}x{depth}{spram}")
     ops = _random_ops(rng, width, depth, 400)
     model = dict(enumerate(init or []))
@@ -153,6 +155,11 @@ def test_matches_dict_model(width, depth, init, spram, bank_depth):
 def test_rejects_bad_bank_depth(bad):
     with pytest.raises(TypeError, match="bank_depth must be a power of two"):
         SinglePortRAM(width=8, depth=16, bank_depth=bad)
+
+
+def test_rejects_bad_input_register_flag():
+    with pytest.raises(TypeError, match="input_register must be a bool"):
+        SinglePortRAM(width=8, depth=16, input_register=1)
 
 
 def test_bank_depth_excludes_spram():

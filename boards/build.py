@@ -107,7 +107,14 @@ def _report(board: Board, out: Path, name: str) -> dict:
     return {"utilization": used, "fmax_mhz": fmax}
 
 
-SYNTH_OPTS = {"ice40": ["-dsp"], "ecp5": []}
+# ECP5: LUT mapping by ABC, not ABC9. Yosys 0.70's synth_ecp5 always runs ABC9 (-noabc9 is
+# ignored), and on the deep-pipeline design ABC9's reintegration pass fails an assertion
+# ("GetSize(conn.first) == GetSize(conn.second)"); ABC9 has also produced wrong logic on ECP5
+# (YosysHQ/yosys#5777). So synthesis stops before its LUT mapping, ABC maps to LUT4-7, and
+# synthesis resumes at the cell mapping.
+SYNTH_OPTS = {"ice40": ["-dsp"], "ecp5": ["-run", "begin:map_luts"]}
+AFTER_SYNTH = {"ice40": "", "ecp5": "techmap -map +/lattice/latches_map.v\n"
+                                    "abc -lut 4:7 -dress\nclean\nsynth_ecp5 -run map_cells: -top {name}"}
 
 
 def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = None,
@@ -128,6 +135,7 @@ def build(board: Board, out_dir: str | os.PathLike, *, cycles: dict | None = Non
     t0 = time.perf_counter()
     plan = platform.build(top, name=name, do_build=False,
                           synth_opts=SYNTH_OPTS[board.family],
+                          script_after_synth=AFTER_SYNTH[board.family].format(name=name),
                           nextpnr_opts=opts + [f"--freq {board.target_hz / 1e6:g}"])
     failure = None
     try:

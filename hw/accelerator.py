@@ -150,7 +150,8 @@ class Accelerator(wiring.Component):
         spikes.
     port : host access to parameters while idle: ``sel`` (:class:`Tensor`), ``addr``,
         ``wdata``/``we`` (write this cycle), ``re`` (read: ``rdata`` valid with ``rvalid``,
-        one cycle later, or W1's read latency for W1). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
+        one cycle later, or W1's read latency for W1, plus one with ``deep_pipeline``; one
+        read at a time). Words of W1/W2 are ``P`` weights (lane ``l`` in bits
         ``l*weight_bits ..``); biases and LFSR states use the low bits, sign-extended on read.
     """
 
@@ -352,23 +353,25 @@ class Accelerator(wiring.Component):
         sel1 = Signal(Tensor)
         addr1 = Signal.like(port.addr)
         m.d.sync += [sel1.eq(port.sel), addr1.eq(port.addr)]
-        # A W1 read answers after W1's read latency, the others after one cycle.
+        # A W1 read answers after W1's read latency, the others after one cycle; deep: the
+        # answer is registered (no memory output on a path into the host link), a cycle later.
+        answer = m.d.sync if deep else m.d.comb
         w1_re = [port.re & ~busy & (port.sel == Tensor.W1)]
         for d in range(RL):
             w1_re.append(Signal(name=f"w1_re{d + 1}"))
             m.d.sync += w1_re[-1].eq(w1_re[-2])
         other_re = Signal()
         m.d.sync += other_re.eq(port.re & ~busy & (port.sel != Tensor.W1))
-        m.d.comb += port.rvalid.eq(w1_re[RL] | other_re)
+        answer += port.rvalid.eq(w1_re[RL] | other_re)
         with m.Switch(Mux(w1_re[RL], Tensor.W1, sel1)):
             with m.Case(Tensor.W1):
-                m.d.comb += port.rdata.eq(w1.rdata)
+                answer += port.rdata.eq(w1.rdata)
             with m.Case(Tensor.W2):
-                m.d.comb += port.rdata.eq(w2_rd.data.as_value())
+                answer += port.rdata.eq(w2_rd.data.as_value())
             with m.Case(Tensor.B1, Tensor.B2):
-                m.d.comb += port.rdata.eq(b_rd.data.b)
+                answer += port.rdata.eq(b_rd.data.b)
             with m.Case(Tensor.LFSR):
-                m.d.comb += port.rdata.eq(gen.states[addr1[:2]])
+                answer += port.rdata.eq(gen.states[addr1[:2]])
         with m.If(~busy):
             wr = port.we
             m.d.comb += [w1.addr.eq(port.addr), w1.wdata.eq(port.wdata),

@@ -70,7 +70,7 @@ register(Board("icebreaker", "icebreaker:ICEBreakerPlatform", "up5k", lanes=2, t
                pll_hz=30e6, spram=True, description="iCEBreaker, iCE40 UP5K: W1 in the four SPRAMs",
                resources={"LUT": 5280, "FF": 5280, "EBR": 30, "SPRAM": 4, "DSP": 8}))
 register(Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", lanes=10, target_hz=80e6,
-               w1_bank_depth=2048, deep_pipeline=True,
+               pll_hz=80e6, w1_bank_depth=2048, deep_pipeline=True,
                description="ULX3S, ECP5 LFE5U-85F",
                resources={"LUT": 83640, "FF": 83640, "EBR": 208, "DSP": 156}))
 register(Board("orangecrab-25f", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "orangecrab", lanes=8,

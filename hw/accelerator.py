@@ -350,28 +350,21 @@ class Accelerator(wiring.Component):
 
         # -- host port (idle) ----------------------------------------------------------------
         port = self.port
-        sel1 = Signal(Tensor)
-        addr1 = Signal.like(port.addr)
-        m.d.sync += [sel1.eq(port.sel), addr1.eq(port.addr)]
-        # A W1 read answers after W1's read latency, the others after one cycle; deep: the
-        # answer is registered (no memory output on a path into the host link), a cycle later.
-        answer = m.d.sync if deep else m.d.comb
+        # A W1 read's word arrives after W1's read latency, the others' after one cycle (deep:
+        # two, from the registers the time step reads them from); deep, the selected word is
+        # registered too (no memory output on a path into the host link).
         w1_re = [port.re & ~busy & (port.sel == Tensor.W1)]
         for d in range(RL):
             w1_re.append(Signal(name=f"w1_re{d + 1}"))
             m.d.sync += w1_re[-1].eq(w1_re[-2])
-        other_re = Signal()
-        m.d.sync += other_re.eq(port.re & ~busy & (port.sel != Tensor.W1))
-        answer += port.rvalid.eq(w1_re[RL] | other_re)
-        with m.Switch(Mux(w1_re[RL], Tensor.W1, sel1)):
-            with m.Case(Tensor.W1):
-                answer += port.rdata.eq(w1.rdata)
-            with m.Case(Tensor.W2):
-                answer += port.rdata.eq(w2_rd.data.as_value())
-            with m.Case(Tensor.B1, Tensor.B2):
-                answer += port.rdata.eq(b_rd.data.b)
-            with m.Case(Tensor.LFSR):
-                answer += port.rdata.eq(gen.states[addr1[:2]])
+        other_re = [port.re & ~busy & (port.sel != Tensor.W1)]
+        other_sel, other_addr = [port.sel], [port.addr]
+        for d in range(1 + D):
+            other_re.append(Signal(name=f"other_re{d + 1}"))
+            other_sel.append(Signal(Tensor, name=f"other_sel{d + 1}"))
+            other_addr.append(Signal.like(port.addr, name=f"other_addr{d + 1}"))
+            m.d.sync += [other_re[-1].eq(other_re[-2]), other_sel[-1].eq(other_sel[-2]),
+                         other_addr[-1].eq(other_addr[-2])]
         with m.If(~busy):
             wr = port.we
             m.d.comb += [w1.addr.eq(port.addr), w1.wdata.eq(port.wdata),
@@ -447,9 +440,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += [a_k.eq(a_k + 1), a_addr.eq(a_addr + G)]
         m.d.comb += spk_rd.addr.eq(Cat(a_g[:gw], bank))   # read with the W2 word of group a_g
         wrow = _stage(m, w2_rd.data, deep, "wrow")
-        # (first_step masks after the register: a mask between a LUT-RAM read and its register
-        # makes Yosys 0.70's ABC9 fail an assertion on ECP5)
-        spiked = Mux(first_step, 0, _stage(m, spk_rd.data, deep, "spiked_r"))
+        spiked = _stage(m, Mux(first_step, 0, spk_rd.data), deep, "spiked")
         lane_sum = sum(Mux(spiked[l], wrow[l], 0) for l in range(P))
         fb_new = [Signal(drive_s, name=f"fb_new{l}") for l in range(P)]
         for l in range(P):
@@ -501,6 +492,18 @@ class Accelerator(wiring.Component):
         s_r = _stage(m, s_rd.data, deep, "s_r")
         bd_r = _stage(m, b_rd.data, deep, "bd_r")
         fwd_r = _stage(m, fwd_rd.data, deep, "fwd_r")
+
+        answer = m.d.sync if deep else m.d.comb
+        answer += port.rvalid.eq(w1_re[RL] | other_re[1 + D])
+        with m.Switch(Mux(w1_re[RL], Tensor.W1, other_sel[1 + D])):
+            with m.Case(Tensor.W1):
+                answer += port.rdata.eq(w1.rdata)
+            with m.Case(Tensor.W2):
+                answer += port.rdata.eq(wrow.as_value())
+            with m.Case(Tensor.B1, Tensor.B2):
+                answer += port.rdata.eq(bd_r.b)
+            with m.Case(Tensor.LFSR):
+                answer += port.rdata.eq(gen.states[other_addr[1 + D][:2]])
         lane_in = Signal.like(nu.i.payload[0])
         m.d.sync += [nu.i.valid.eq(b_v2), nu.i.payload[0].eq(lane_in)]
         m.d.comb += [lane_in.v.eq(Mux(first_step, 0, s_r.v)),
@@ -608,6 +611,7 @@ class Accelerator(wiring.Component):
         acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
         dl = Signal(range(P + 1))
         d_wv, d_wl = Signal(), Signal(range(P))
+        d_j, d_wj = Signal(range(H + 1)), Signal(range(H))   # the neuron filled (counted: no dg * P)
         # update counters
         un, ug = Signal(range(N + 1)), Signal(range(G + 1))
         u_slot = Signal()
@@ -669,7 +673,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += [busy.eq(1), first_step.eq(1), training.eq(self.train),
                                  label.eq(self.label),
                                  shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
-                                 dg.eq(0), dn.eq(0), dl.eq(0), s_y_prev.eq(0)]
+                                 dg.eq(0), dn.eq(0), dl.eq(0), d_j.eq(0), s_y_prev.eq(0)]
                     m.d.sync += [acc[l].eq(0) for l in range(P)]
                     m.next = "DRIVE"
 
@@ -693,15 +697,15 @@ class Accelerator(wiring.Component):
                 filling = Signal()
                 m.d.comb += filling.eq((dn == nnz) & ~Cat(d_v[1:]).any() & (dl < P))
                 with m.If(filling):
-                    m.d.comb += b_rd.addr.eq(dg * P + dl)
-                    m.d.sync += dl.eq(dl + 1)
-                m.d.sync += [d_wv.eq(filling), d_wl.eq(dl)]
+                    m.d.comb += b_rd.addr.eq(d_j)
+                    m.d.sync += [dl.eq(dl + 1), d_j.eq(d_j + 1)]
+                m.d.sync += [d_wv.eq(filling), d_wl.eq(dl), d_wj.eq(d_j)]
                 with m.If(d_wv):
                     acc_sel = Array(acc)
-                    m.d.comb += [b_wr.addr.eq(dg * P + d_wl), b_wr.en.eq(1),
+                    m.d.comb += [b_wr.addr.eq(d_wj), b_wr.en.eq(1),
                                  b_wr.data.b.eq(b_rd.data.b),
                                  b_wr.data.d.eq(acc_sel[d_wl] >> c.input_shift),
-                                 s_wr.addr.eq(dg * P + d_wl), s_wr.en.eq(1), s_wr.data.eq(0)]
+                                 s_wr.addr.eq(d_wj), s_wr.en.eq(1), s_wr.data.eq(0)]
                 with m.If(dl == P):     # the group's last write is in this cycle
                     m.d.sync += [dl.eq(0), dn.eq(0), dg.eq(dg + 1)] + [acc[l].eq(0) for l in range(P)]
                     with m.If(dg == G - 1):

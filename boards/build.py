@@ -60,7 +60,7 @@ def design(board: Board, clock_hz: float, config=None, lanes: int | None = None)
     divisor = round(clock_hz / board.baud)
     return BoardTop(c, lanes=lanes, divisor=divisor,
                     timeout=UART_TIMEOUT_BITS * divisor, spram=board.spram,
-                    w1_bank_depth=board.w1_bank_depth, deep_pipeline=board.deep_pipeline)
+                    **board.accelerator_options)
 
 
 def measured_cycles(board: Board, inference_images: int = 20, training_images: int = 4) -> dict:
@@ -73,8 +73,7 @@ def measured_cycles(board: Board, inference_images: int = 20, training_images: i
     from eqfpga.hw import verilog
     c = load_config(board.config)
     with tempfile.TemporaryDirectory() as d:     # the board's accelerator (W1 banks included)
-        design = verilog.generate(c, d, lanes=board.lanes, w1_bank_depth=board.w1_bank_depth,
-                                  deep_pipeline=board.deep_pipeline).read_text()
+        design = verilog.generate(c, d, lanes=board.lanes, **board.accelerator_options).read_text()
     b = verilator.build(c, board.lanes, design=design)
     test = data.load("test")
     p = network.init_params(c)

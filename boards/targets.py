@@ -37,6 +37,13 @@ class Board:
     #: ``(connector, rx pin, tx pin)`` for a board whose platform defines no UART
     uart_pins: tuple | None = None
 
+    @property
+    def accelerator_options(self) -> dict:
+        """How the board builds its accelerator, beyond the network and lanes (keyword
+        arguments of :class:`~eqfpga.hw.accelerator.Accelerator`; ``spram`` apart, which only
+        matters on the device)."""
+        return {"w1_bank_depth": self.w1_bank_depth, "deep_pipeline": self.deep_pipeline}
+
     def make_platform(self):
         module, cls = self.platform.split(":")
         try:

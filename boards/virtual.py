@@ -35,7 +35,7 @@ def build(board: Board, progress=None) -> Path:
     from eqfpga.sim.verilator import cache_dir
     c = load_config(board.config)
     top = BoardTop(c, lanes=board.lanes, divisor=DIVISOR, timeout=TIMEOUT, spram=False,
-                   w1_bank_depth=board.w1_bank_depth, deep_pipeline=board.deep_pipeline)
+                   **board.accelerator_options)
     text = amaranth_verilog.convert(top, name=TOP, emit_src=False)
     key = hashlib.sha256((text + CPP.read_text()).encode()).hexdigest()[:16]
     out = cache_dir() / f"virtual-{board.name}-{key}"

@@ -84,6 +84,16 @@ def unpack_params(words: dict[str, list], c: Config, lanes: int):
     return Params(w1, w2, np.array(words["b1"], np.int64), np.array(words["b2"], np.int64))
 
 
+def _delay(m, value, n: int, name: str, *, shape=None, reset_less: bool = True) -> list:
+    """``value`` and its copies delayed by 1 .. ``n`` cycles (registers ``name1`` .. ``nameN``,
+    of ``shape``, by default unsigned of ``value``'s width)."""
+    out = [value]
+    for d in range(1, n + 1):
+        out.append(Signal(shape or len(value), name=f"{name}{d}", reset_less=reset_less))
+        m.d.sync += out[d].eq(out[d - 1])
+    return out
+
+
 def _stage(m, value, on: bool, name: str):
     """``value`` through a pipeline register when ``on`` (the deep pipeline), else itself."""
     if not on:
@@ -353,18 +363,11 @@ class Accelerator(wiring.Component):
         # A W1 read's word arrives after W1's read latency, the others' after one cycle (deep:
         # two, from the registers the time step reads them from); deep, the selected word is
         # registered too (no memory output on a path into the host link).
-        w1_re = [port.re & ~busy & (port.sel == Tensor.W1)]
-        for d in range(RL):
-            w1_re.append(Signal(name=f"w1_re{d + 1}"))
-            m.d.sync += w1_re[-1].eq(w1_re[-2])
-        other_re = [port.re & ~busy & (port.sel != Tensor.W1)]
-        other_sel, other_addr = [port.sel], [port.addr]
-        for d in range(1 + D):
-            other_re.append(Signal(name=f"other_re{d + 1}"))
-            other_sel.append(Signal(Tensor, name=f"other_sel{d + 1}"))
-            other_addr.append(Signal.like(port.addr, name=f"other_addr{d + 1}"))
-            m.d.sync += [other_re[-1].eq(other_re[-2]), other_sel[-1].eq(other_sel[-2]),
-                         other_addr[-1].eq(other_addr[-2])]
+        w1_re = _delay(m, port.re & ~busy & (port.sel == Tensor.W1), RL, "w1_re", reset_less=False)
+        other_re = _delay(m, port.re & ~busy & (port.sel != Tensor.W1), 1 + D, "other_re",
+                          reset_less=False)
+        other_sel = _delay(m, port.sel, 1 + D, "other_sel", shape=Tensor, reset_less=False)
+        other_addr = _delay(m, port.addr, 1 + D, "other_addr", reset_less=False)
         with m.If(~busy):
             wr = port.we
             m.d.comb += [w1.addr.eq(port.addr), w1.wdata.eq(port.wdata),
@@ -627,11 +630,8 @@ class Accelerator(wiring.Component):
         W1W = 1 - (1 + R + ML + EPUpdateUnit.latency) % 2
         # The update unit's results as a memory word (they are inside the weight range).
         new_weights = Cat(up.o.payload[l][:c.weight_bits] for l in range(P))
-        w1_wv = [up.o.valid] + [Signal(name=f"w1_wv{d}") for d in range(1, W1W + 1)]
-        w1_wd = [new_weights] + [
-            Signal(P * c.weight_bits, name=f"w1_wd{d}", reset_less=True) for d in range(1, W1W + 1)]
-        m.d.sync += [w1_wv[d + 1].eq(w1_wv[d]) for d in range(W1W)]
-        m.d.sync += [w1_wd[d + 1].eq(w1_wd[d]) for d in range(W1W)]
+        w1_wv = _delay(m, up.o.valid, W1W, "w1_wv", reset_less=False)
+        w1_wd = _delay(m, new_weights, W1W, "w1_wd")
         u_drained = Signal()     # no update in flight: in the bank, in the unit, to be written
         m.d.comb += u_drained.eq(~Cat(u_v[1:]).any() & ~up.busy & ~Cat(w1_wv[1:]).any())
         u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
@@ -650,20 +650,14 @@ class Accelerator(wiring.Component):
         m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(len(u_addr) - 1)]
         # The old values beside the products: W1's word arrives RL cycles after its read, a
         # bias 1 cycle after, a W2 word 1 and 2 cycles after; the products come at 1 + R + ML.
-        def delayed(value, n, name):
-            out = [value] + [Signal(len(value), name=f"{name}{d}", reset_less=True)
-                             for d in range(1, n + 1)]
-            m.d.sync += [out[d + 1].eq(out[d]) for d in range(n)]
-            return out[n]
-        w1_old_word = data.View(word, delayed(w1.rdata, 1 + R + ML - RL, "w1_old"))
-        w2_old_word = data.View(word, delayed(w2_rd.data.as_value(), R + ML, "w2_old"))
-        b_old = delayed(b_rd.data.b, R + ML, "b_old")
+        w1_old_word = data.View(word, _delay(m, w1.rdata, 1 + R + ML - RL, "w1_old")[-1])
+        w2_old_word = data.View(word, _delay(m, w2_rd.data.as_value(), R + ML, "w2_old")[-1])
+        b_old = _delay(m, b_rd.data.b, R + ML, "b_old")[-1]
         u_k = Signal(range(Y + 1))
         u_lane1 = Signal(range(P))
         u_lane = _stage(m, u_lane1, deep, "u_lane2")     # a bias read's lane, with its rates
         u_out = Signal()                                 # a bias read is of b2 (not b1)
-        u_out_d = [u_out] + [Signal(name=f"u_out{d}") for d in range(1, 2 + R + ML)]
-        m.d.sync += [u_out_d[d + 1].eq(u_out_d[d]) for d in range(1 + R + ML)]
+        u_out_d = _delay(m, u_out, 1 + R + ML, "u_out", reset_less=False)
         u_bl, u_bg = Signal(range(P)), Signal(range(G + 1))
         u_fetch = Signal()       # ROW: the image entry of row un arrives in the next cycle
 

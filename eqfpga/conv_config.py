@@ -97,6 +97,11 @@ class ConvConfig(NeuronFormats):
     free_steps: int = 40
     nudge_steps: int = 12
     symmetric_nudge: bool = True
+    # the -beta phase starts from the free state (True; the hardware keeps a copy of it) or
+    # continues from the +beta state (False)
+    minus_from_free: bool = False
+    # the update's rates are the mean over the last average_steps steps of each nudged phase
+    average_steps: int = 1
     # learning: one shift per weight layer (larger shift = smaller rate)
     w_shifts: tuple = (16, 16, 15, 14)
     b_shifts: tuple = (12, 12, 10, 10)
@@ -114,6 +119,11 @@ class ConvConfig(NeuronFormats):
         self._validate()
 
     # -- formats beyond the neuron's (NeuronFormats) -------------------------------------
+    @property
+    def average_shift(self) -> int:
+        """log2 of ``average_steps``: the update's rate = (sum of the last rates) >> average_shift, rounded."""
+        return self.average_steps.bit_length() - 1
+
     @property
     def pool_shift(self) -> int:
         """log2 of the pooling window (``pool * pool`` positions): average = sum >> pool_shift."""
@@ -182,10 +192,13 @@ class ConvConfig(NeuronFormats):
                                                   for e in v),
                      f"{f.name} must be a list of integers, got {v!r}")
         need(isinstance(self.symmetric_nudge, bool), "symmetric_nudge must be true or false")
+        need(isinstance(self.minus_from_free, bool), "minus_from_free must be true or false")
+        need(not self.minus_from_free or self.symmetric_nudge, "minus_from_free needs symmetric_nudge")
         need(self.pooling in ("avg", "max"), f"pooling must be 'avg' or 'max', got {self.pooling!r}")
         for name in ("image_size", "input_channels", "kernel", "pool", "outputs", "input_bits",
                      "weight_bits", "bias_bits", "rate_bits", "acc_bits", "drive_bits",
-                     "membrane_bits", "update_bits", "free_steps", "nudge_steps", "batch_size"):
+                     "membrane_bits", "update_bits", "free_steps", "nudge_steps", "batch_size",
+                     "average_steps"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
                      "beta_shift", "lr_decay_epochs", "seed"):
@@ -193,6 +206,9 @@ class ConvConfig(NeuronFormats):
         need(len(self.conv_channels) >= 1, "conv_channels needs at least one convolution")
         need(all(c >= 1 for c in self.conv_channels + self.fc_hidden),
              "every layer needs at least one channel / neuron")
+        need(self.average_steps & (self.average_steps - 1) == 0
+             and self.average_steps <= min(self.nudge_steps, self.free_steps),
+             f"average_steps must be a power of two <= nudge_steps and free_steps, got {self.average_steps}")
         need(self.pool & (self.pool - 1) == 0, f"pool must be a power of two, got {self.pool}")
         need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
         need(self.input_bits <= 8, f"input_bits must be <= 8, got {self.input_bits}")
@@ -303,6 +319,7 @@ def _worst_case(c: ConvConfig) -> dict[str, Width]:
     out["membrane"] = (drive_lo << c.membrane_frac_bits, drive_hi << c.membrane_frac_bits)
     out["rate"] = (0, R)
     out["sigma_delta"] = (0, R)
+    out["rate_sum"] = (0, R * c.average_steps)
     out["update"] = (-upd, upd)
     result = {}
     for name, (lo, hi) in out.items():
@@ -317,7 +334,7 @@ _KNOWN_SECTIONS = {
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift", "acc_bits",
                     "drive_bits", "membrane_bits", "update_bits"),
-    "phases": ("free_steps", "nudge_steps", "symmetric_nudge"),
+    "phases": ("free_steps", "nudge_steps", "symmetric_nudge", "minus_from_free", "average_steps"),
     "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "seed"),
 }
 

@@ -41,7 +41,11 @@ to step.
    the output rate *before* the step, ``sign`` +1 toward the label, -1 away).
 5. Free phase ``free_steps``; prediction ``argmax v_L`` (lowest index on ties); rates ``Rf``.
    Nudged phase ``nudge_steps`` with ``+beta`` -> rates ``Rn``; with ``symmetric_nudge`` a
-   ``-beta`` phase continues from the ``+beta`` state and its rates replace ``Rf``.
+   ``-beta`` phase, from the free state (``minus_from_free``) or continuing from the ``+beta``
+   state, whose rates replace ``Rf``. A phase's rates are the mean of its last
+   ``average_steps`` steps' rates, ``rs(sum, average_shift)`` (:func:`run_phase_mean`): with
+   spikes, one step's rates carry the sigma-delta noise that the nudge's small effect on the
+   hidden layers would drown in.
 6. Update (:func:`update`): for each weight layer ``l`` with pre-synaptic ``a = x`` (l = 1)
    or ``R_{l-1}`` and post-synaptic ``u = upsample(R_l)`` (avg) / ``unpool(R_l, idx_l)``
    (max; ``idx`` of the last step of that phase), for a convolution
@@ -142,10 +146,9 @@ def quantize_input(pixels: np.ndarray, c: ConvConfig) -> np.ndarray:
 
 def input_drive(x: np.ndarray, p: Params, c: ConvConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """``(D, idx_1)`` of step 2 (``idx_1`` is None for average pooling)."""
-    q = ops.conv(x, p.w[0])
     if c.pooling == "avg":
-        return rs(ops.pool_sum(q, c.pool), c.pool_shift + c.input_shift), None
-    m, idx = ops.max_pool(q, c.pool)
+        return rs(ops.pooled_conv(x, p.w[0], c.pool), c.pool_shift + c.input_shift), None
+    m, idx = ops.max_pool(ops.conv(x, p.w[0]), c.pool)
     return rs(m, c.input_shift), idx
 
 
@@ -170,10 +173,9 @@ def feedforward(l: int, a: np.ndarray, p: Params, c: ConvConfig):
     """``(FF_l, idx_l)`` from the spikes ``a`` of layer ``l-1`` (0-based ``l >= 1``)."""
     ly = c.layers[l]
     if ly.kind == "conv":
-        q = ops.conv(a, p.w[l])
         if c.pooling == "avg":
-            return rs(ops.pool_sum(q, c.pool), c.pool_shift), None
-        return ops.max_pool(q, c.pool)
+            return rs(ops.pooled_conv(a, p.w[l], c.pool), c.pool_shift), None
+        return ops.max_pool(ops.conv(a, p.w[l]), c.pool)
     return ops._exact(a.reshape(len(a), -1), p.w[l], True), None
 
 
@@ -183,7 +185,7 @@ def feedback(l: int, s_next: np.ndarray, idx_next, p: Params, c: ConvConfig) -> 
     B = len(s_next)
     if nx.kind == "conv":
         if c.pooling == "avg":
-            return rs(ops.conv_t(ops.upsample(s_next, c.pool), p.w[l + 1]), c.pool_shift)
+            return rs(ops.upsampled_conv_t(s_next, p.w[l + 1], c.pool), c.pool_shift)
         return ops.conv_t(ops.unpool(s_next, idx_next, c.pool), p.w[l + 1])
     return ops._exact(s_next, p.w[l + 1].T, True).reshape((B,) + c.layers[l].out_shape)
 
@@ -226,6 +228,19 @@ def run_phase(st: State, d, p: Params, c: ConvConfig, steps: int, target=None, s
         if counts is not None:
             counts += st.s[-1]
     return st
+
+
+def run_phase_mean(st: State, d, p: Params, c: ConvConfig, steps: int, target=None,
+                   sign: int = 1) -> tuple[State, list]:
+    """:func:`run_phase`, and the rates averaged over its last ``average_steps`` steps."""
+    first = steps - c.average_steps
+    sums = None
+    for k in range(steps):
+        st = step(st, d, p, c, target, sign)
+        if k >= first:
+            r = st.rates(c)
+            sums = r if sums is None else [a + b for a, b in zip(sums, r)]
+    return st, [rs(a, c.average_shift) for a in sums]
 
 
 @dataclass
@@ -295,13 +310,13 @@ def train_batch(pixels: np.ndarray, labels: np.ndarray, p: Params, c: ConvConfig
     predictions (before the update)."""
     x = quantize_input(np.atleast_2d(pixels), c)
     d, idx0 = input_drive(x, p, c)
-    st = run_phase(State.zeros(len(x), c, idx0), d, p, c, c.free_steps)
+    st, Rf = run_phase_mean(State.zeros(len(x), c, idx0), d, p, c, c.free_steps)
     pred = np.argmax(st.v[-1], axis=1)
     target = np.zeros((len(x), c.outputs), np.int64)
     target[np.arange(len(x)), np.asarray(labels, np.int64)] = 1
-    plus = run_phase(st, d, p, c, c.nudge_steps, target, 1)
+    plus, Rn = run_phase_mean(st, d, p, c, c.nudge_steps, target, 1)
     ref = st
     if c.symmetric_nudge:
-        ref = run_phase(plus, d, p, c, c.nudge_steps, target, -1)
-    update(p, x, ref.rates(c), ref.idx, plus.rates(c), plus.idx, c, streams)
+        ref, Rf = run_phase_mean(st if c.minus_from_free else plus, d, p, c, c.nudge_steps, target, -1)
+    update(p, x, Rf, ref.idx, Rn, plus.idx, c, streams)
     return pred

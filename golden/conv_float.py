@@ -4,7 +4,8 @@ The same network as :mod:`eqfpga.golden.conv` with real numbers: weights ``W = W
 (``a = weight_frac_bits``), input ``x = (pixel >> (8 - input_bits)) * 2**-input_shift``, average
 pooling ``pool_sum / win`` with transpose ``upsample / win`` (max pooling routes through the
 window's argmax), membranes ``v += (P - v) / 2**leak_shift``, rates ``r = clip(v, 0, 1)``,
-the output nudged by ``beta (t - r_L)``. Two modes:
+the output nudged by ``beta (t - r_L)``, the -beta phase from the free state or the +beta
+one and each phase's rates averaged over its last steps as in the integer model. Two modes:
 
 - ``spiking=False``: neurons pass their rates ``r`` (the convergent rate network EP is
   derived for: ``v* = dPhi/ds(r*)`` at the fixed point);
@@ -61,12 +62,6 @@ def float_input(pixels: np.ndarray, c: ConvConfig, dtype=np.float64) -> np.ndarr
     return x.reshape(-1, c.input_channels, c.image_size, c.image_size)
 
 
-def _pool(q, c):
-    if c.pooling == "avg":
-        return ops.pool_sum(q, c.pool) / (c.pool * c.pool), None
-    return ops.max_pool(q, c.pool)
-
-
 def _unpool(s, idx, c):
     if c.pooling == "avg":
         return ops.upsample(s, c.pool) / (c.pool * c.pool)
@@ -74,7 +69,9 @@ def _unpool(s, idx, c):
 
 
 def input_drive(x, p: FParams, c: ConvConfig):
-    return _pool(ops.conv(x, p.w[0]), c)
+    if c.pooling == "avg":
+        return ops.pooled_conv(x, p.w[0], c.pool) / (c.pool * c.pool), None
+    return ops.max_pool(ops.conv(x, p.w[0]), c.pool)
 
 
 def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
@@ -87,10 +84,11 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
     for l in range(1, L):
         ly = c.layers[l]
         if ly.kind == "conv":
-            q = ops.conv(s[l - 1], p.w[l])
             if c.pooling == "avg":
-                out.append(ops.pool_sum(q, c.pool) / (c.pool * c.pool))
-            elif idx is None:
+                out.append(ops.pooled_conv(s[l - 1], p.w[l], c.pool) / (c.pool * c.pool))
+                continue
+            q = ops.conv(s[l - 1], p.w[l])
+            if idx is None:
                 m, new_idx[l] = ops.max_pool(q, c.pool)
                 out.append(m)
             else:
@@ -100,7 +98,9 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
             out.append(s[l - 1].reshape(len(s[l - 1]), -1) @ p.w[l])
     for l in range(L - 1):
         nx = c.layers[l + 1]
-        if nx.kind == "conv":
+        if nx.kind == "conv" and c.pooling == "avg":
+            out[l] = out[l] + ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool) / (c.pool * c.pool)
+        elif nx.kind == "conv":
             out[l] = out[l] + ops.conv_t(_unpool(s[l + 1], new_idx[l + 1], c), p.w[l + 1])
         else:
             out[l] = out[l] + (s[l + 1] @ p.w[l + 1].T).reshape(out[l].shape)
@@ -157,6 +157,16 @@ def run_phase(st, d, p, c, steps, spiking, target=None, beta=0.0):
     return st
 
 
+def run_phase_mean(st, d, p, c, steps, spiking, target=None, beta=0.0):
+    """:func:`run_phase`, and the rates averaged over its last ``average_steps`` steps."""
+    first, sums = steps - c.average_steps, None
+    for k in range(steps):
+        st = step(st, d, p, c, spiking, target, beta)
+        if k >= first:
+            sums = st.rates() if sums is None else [a + b for a, b in zip(sums, st.rates())]
+    return st, [a / c.average_steps for a in sums]
+
+
 def phi_grads(a: list, u: list, x, idx: list, c: ConvConfig):
     """``d<u, interaction(a)>/dW``-style terms: for each layer ``l`` the weight gradient of
     ``<u_l, FF_l(a_{l-1})>`` (``a_{-1} = x``; skipped when ``x`` is None) and the bias term
@@ -181,15 +191,14 @@ def ep_estimate(x, labels, p: FParams, c: ConvConfig, spiking: bool, free_steps=
     ``dL/dtheta``, and the free-phase predictions."""
     beta = c.beta if beta is None else beta
     d, idx0 = input_drive(x, p, c)
-    st = run_phase(FState.zeros(len(x), c, idx0, x.dtype), d, p, c, free_steps or c.free_steps, spiking)
+    st, rr = run_phase_mean(FState.zeros(len(x), c, idx0, x.dtype), d, p, c, free_steps or c.free_steps, spiking)
     pred = np.argmax(st.v[-1], axis=1)
     t = np.eye(c.outputs, dtype=x.dtype)[labels]
     n = nudge_steps or c.nudge_steps
-    plus = run_phase(st, d, p, c, n, spiking, t, beta)
+    plus, rp = run_phase_mean(st, d, p, c, n, spiking, t, beta)
     ref, k = st, 1.0
     if c.symmetric_nudge:
-        ref, k = run_phase(plus, d, p, c, n, spiking, t, -beta), 2.0
-    rp, rr = plus.rates(), ref.rates()
+        (ref, rr), k = run_phase_mean(st if c.minus_from_free else plus, d, p, c, n, spiking, t, -beta), 2.0
     gwp, gbp = phi_grads(rp, rp, x, plus.idx, c)
     gwr, gbr = phi_grads(rr, rr, x, ref.idx, c)
     gw = [-(a - b) / (k * beta) for a, b in zip(gwp, gwr)]

@@ -29,9 +29,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+#: float32 holds every integer below 2**24 exactly
+_F32_EXACT = 1 << 24
+
+
 def _exact(a: np.ndarray, b: np.ndarray, integer: bool) -> np.ndarray:
+    """``a @ b``; for integers exact, through float32 BLAS when no partial sum can reach
+    2**24 (spikes times weights), else through float64."""
     if integer:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1]
+        ft = np.float32 if bound < _F32_EXACT else np.float64
+        return np.rint(a.astype(ft) @ b.astype(ft)).astype(np.int64)
     return a @ b
 
 
@@ -60,6 +68,44 @@ def conv(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     if integer:
         out = np.rint(out).astype(np.int64)
     return out.reshape(B, Ho, Wo, O).transpose(0, 3, 1, 2)
+
+
+def pooled_kernel(w: np.ndarray, p: int) -> np.ndarray:
+    """``(O,C,k,k) -> (O,C,k+p-1,k+p-1)``: the kernel summed over the ``p x p`` offsets of a
+    pooling window, so that ``pool_sum(conv(a, w), p)`` is a stride-``p`` convolution with it."""
+    O, C, k, _ = w.shape
+    out = np.zeros((O, C, k + p - 1, k + p - 1), w.dtype)
+    for dy in range(p):
+        for dx in range(p):
+            out[:, :, dy:dy + k, dx:dx + k] += w
+    return out
+
+
+def pooled_conv(a: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
+    """``pool_sum(conv(a, w), p)`` as one stride-``p`` convolution with :func:`pooled_kernel`
+    (``p*p / ((k+p-1)/k)**2`` times fewer products; exact for integers)."""
+    B, C, H, W = a.shape
+    we = pooled_kernel(w, p)
+    O, _, K, _ = we.shape
+    Hp, Wp = (H - w.shape[2] + 1) // p, (W - w.shape[3] + 1) // p
+    win = sliding_window_view(a, (K, K), axis=(2, 3))[:, :, ::p, ::p][:, :, :Hp, :Wp]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(B * Hp * Wp, C * K * K)
+    return _exact(cols, we.reshape(O, -1).T, _is_int(a, w)).reshape(B, Hp, Wp, O).transpose(0, 3, 1, 2)
+
+
+def upsampled_conv_t(g: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
+    """``conv_t(upsample(g, p), w)``, the adjoint of :func:`pooled_conv`: ``(B,O,Hp,Wp) ->
+    (B,C,p*Hp+k-1,p*Wp+k-1)``."""
+    B, O, Hp, Wp = g.shape
+    we = pooled_kernel(w, p)
+    _, C, K, _ = we.shape
+    cols = _exact(g.transpose(0, 2, 3, 1).reshape(-1, O), we.reshape(O, -1), _is_int(g, w))
+    cols = cols.reshape(B, Hp, Wp, C, K, K)
+    out = np.zeros((B, C, p * (Hp - 1) + K, p * (Wp - 1) + K), cols.dtype)
+    for i in range(K):
+        for j in range(K):
+            out[:, :, i:i + p * Hp:p, j:j + p * Wp:p] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return out
 
 
 def flip(w: np.ndarray) -> np.ndarray:

@@ -59,6 +59,11 @@ def test_overflowing_conv_config_is_refused_with_the_reason():
     ({"w_init": (5000, 1, 1, 1)}, "weight maximum"),
     ({"conv_channels": ()}, "at least one convolution"),
     ({"leak_shift": 3}, "leak_shift"),
+    ({"average_steps": 3}, "average_steps must be a power of two"),
+    ({"average_steps": 16, "nudge_steps": 12}, "average_steps must be a power of two <= nudge_steps"),
+    ({"average_steps": 0}, "average_steps must be >= 1"),
+    ({"minus_from_free": True, "symmetric_nudge": False}, "minus_from_free needs symmetric_nudge"),
+    ({"minus_from_free": 1}, "minus_from_free must be true or false"),
 ])
 def test_bad_values_refused(kwargs, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -77,6 +77,21 @@ def test_pool_transposes(d):
     assert int((picked * y).sum()) == int((x * ops.unpool(y, idx, p)).sum())
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_pooled_convolutions_equal_pooling_after_convolution(d):
+    """The stride-p forms the models use are exactly pool_sum(conv) and conv_t(upsample)."""
+    p, k = d.draw(st.sampled_from([1, 2, 4])), d.draw(st.integers(1, 5))
+    B, C, O = d.draw(st.integers(1, 2)), d.draw(st.integers(1, 3)), d.draw(st.integers(1, 3))
+    H = k - 1 + p * d.draw(st.integers(1, 3))
+    x, w = d.draw(ints((B, C, H, H))), d.draw(ints((O, C, k, k)))
+    y = d.draw(ints((B, O, (H - k + 1) // p, (H - k + 1) // p)))
+    assert np.array_equal(ops.pooled_conv(x, w, p), ops.pool_sum(ops.conv(x, w), p))
+    assert np.array_equal(ops.upsampled_conv_t(y, w, p), ops.conv_t(ops.upsample(y, p), w))
+    big = np.full((1, 1, 2 * p + k - 1, 2 * p + k - 1), 1 << 20, I)   # past float32's exact range
+    assert np.array_equal(ops.pooled_conv(big, w[:, :1], p), ops.pool_sum(ops.conv(big, w[:, :1]), p))
+
+
 def test_network_interaction_is_symmetric():
     """The drives are the gradient of one energy: <H a, b> == <a, H b> (avg and max pooling)."""
     rng = np.random.default_rng(0)
@@ -163,6 +178,51 @@ def test_update_q_is_the_rate_product_difference():
     assert np.array_equal(p.w[3], np.clip(q, *c.weight_range))
     qb = (Rn[0] - Rf[0]).sum(axis=(0, 2, 3))
     assert np.array_equal(p.b[0], np.clip(qb, *c.bias_range))
+
+
+def test_phase_rates_are_the_rounded_mean_of_the_last_steps():
+    c = replace(TINY, average_steps=4, nudge_steps=6)
+    p = conv.init_params(c)
+    X, y = _images(2)
+    x = conv.quantize_input(X, c)
+    d, i0 = conv.input_drive(x, p, c)
+    st = conv.run_phase(conv.State.zeros(2, c, i0), d, p, c, 10)
+    target = np.eye(c.outputs, dtype=I)[y]
+    end, R = conv.run_phase_mean(st, d, p, c, 6, target, 1)
+    sums, s = [0] * c.n_layers, st
+    for k in range(6):
+        s = conv.step(s, d, p, c, target, 1)
+        if k >= 2:
+            sums = [a + b for a, b in zip(sums, s.rates(c))]
+    assert all(np.array_equal(a, (b + 2) >> 2) for a, b in zip(R, sums))
+    assert all(np.array_equal(a, b) for a, b in zip(end.v, s.v))
+    one = replace(c, average_steps=1)
+    assert all(np.array_equal(a, b) for a, b in zip(conv.run_phase_mean(st, d, p, one, 6, target, 1)[1],
+                                                       s.rates(c)))
+
+
+@pytest.mark.parametrize("from_free", [False, True])
+def test_train_batch_updates_with_the_phases_the_config_names(from_free):
+    """The update compares the +beta phase with the -beta phase started from the free state
+    (``minus_from_free``) or from the +beta state, each with its averaged rates."""
+    c = replace(TINY, average_steps=2, minus_from_free=from_free, free_steps=10, nudge_steps=4)
+    p = conv.init_params(c)
+    X, y = _images(2)
+    got = p.copy()
+    s1 = conv.seeded_streams(c)
+    conv.train_batch(X, y, got, c, s1)
+    x = conv.quantize_input(X, c)
+    d, i0 = conv.input_drive(x, p, c)
+    st = conv.run_phase(conv.State.zeros(2, c, i0), d, p, c, 10)
+    target = np.eye(c.outputs, dtype=I)[y]
+    plus, Rn = conv.run_phase_mean(st, d, p, c, 4, target, 1)
+    ref, Rf = conv.run_phase_mean(st if from_free else plus, d, p, c, 4, target, -1)
+    want = p.copy()
+    s2 = conv.seeded_streams(c)
+    conv.update(want, x, Rf, ref.idx, Rn, plus.idx, c, s2)
+    assert s1 == s2
+    assert all(np.array_equal(a, b) for a, b in zip(got.w + got.b, want.w + want.b))
+    assert any(not np.array_equal(a, b) for a, b in zip(got.w, p.w))
 
 
 # -- float reference: EP against BPTT, integer agreement -----------------------------------

@@ -33,12 +33,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 _F32_EXACT = 1 << 24
 
 
+def _blas_type(a: np.ndarray, b: np.ndarray, inner: int):
+    """The float type whose BLAS sums integer products of ``a`` and ``b`` over ``inner`` terms
+    exactly: float32 when no partial sum can reach 2**24 (spikes times weights), else float64."""
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * inner
+    return np.float32 if bound < _F32_EXACT else np.float64
+
+
 def _exact(a: np.ndarray, b: np.ndarray, integer: bool) -> np.ndarray:
-    """``a @ b``; for integers exact, through float32 BLAS when no partial sum can reach
-    2**24 (spikes times weights), else through float64."""
+    """``a @ b``; exact for integers (through :func:`_blas_type`)."""
     if integer:
-        bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1]
-        ft = np.float32 if bound < _F32_EXACT else np.float64
+        ft = _blas_type(a, b, a.shape[-1])
         return np.rint(a.astype(ft) @ b.astype(ft)).astype(np.int64)
     return a @ b
 
@@ -88,9 +93,15 @@ def pooled_conv(a: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
     we = pooled_kernel(w, p)
     O, _, K, _ = we.shape
     Hp, Wp = (H - w.shape[2] + 1) // p, (W - w.shape[3] + 1) // p
+    integer = _is_int(a, w)
+    if integer:   # convert the (small) map once, not the patch matrix
+        ft = _blas_type(a, we, C * K * K)
+        a, we = a.astype(ft), we.astype(ft)
     win = sliding_window_view(a, (K, K), axis=(2, 3))[:, :, ::p, ::p][:, :, :Hp, :Wp]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(B * Hp * Wp, C * K * K)
-    return _exact(cols, we.reshape(O, -1).T, _is_int(a, w)).reshape(B, Hp, Wp, O).transpose(0, 3, 1, 2)
+    out = win.transpose(0, 2, 3, 1, 4, 5).reshape(B * Hp * Wp, C * K * K) @ we.reshape(O, -1).T
+    if integer:
+        out = np.rint(out).astype(np.int64)
+    return out.reshape(B, Hp, Wp, O).transpose(0, 3, 1, 2)
 
 
 def upsampled_conv_t(g: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:

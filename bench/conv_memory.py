@@ -5,8 +5,10 @@ For one training step (a batch) of the float network of a configuration, measure
 -beta phases and the local update terms, (b) BPTT through the free phase of the same
 dynamics (every step's state kept for the backward pass). Parameters, which both need, are
 allocated before measuring. Also counts the state a chip must keep: EP the neuron state
-(membrane, sigma-delta accumulator and spike per neuron) and two rate snapshots; BPTT the
-membrane of every neuron at every step.
+(membrane, sigma-delta accumulator and spike per neuron), two rate snapshots, a copy of the
+free state's membrane and accumulator when the -beta phase starts from it
+(``minus_from_free``) and a rate accumulator when rates are averaged (``average_steps > 1``);
+BPTT the membrane of every neuron at every step.
 
     python bench/conv_memory.py [--config conv_mnist] [--batch 1] [--steps 40,100,200]
 """
@@ -38,6 +40,10 @@ def peak(fn) -> int:
     return p
 
 
+def ep_values_per_neuron(c) -> int:
+    return 3 + 2 + (2 if c.minus_from_free else 0) + (1 if c.average_steps > 1 else 0)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="conv_mnist")
@@ -58,7 +64,7 @@ def main(argv=None):
         bp = peak(lambda: cf.bptt_grad(x, y, fp, c, steps=T))
         rows.append({"free_steps": T, "nudge_steps": c.nudge_steps, "batch": a.batch,
                      "ep_peak_bytes": ep, "bptt_peak_bytes": bp, "ratio": bp / ep,
-                     "ep_state_values": a.batch * neurons * 5,
+                     "ep_state_values": a.batch * neurons * ep_values_per_neuron(c),
                      "bptt_state_values": a.batch * neurons * T})
     print(f"{a.config}: {neurons} neurons, batch {a.batch}; peak traced memory of one training step")
     print(f"{'free steps':>10s} {'EP (MiB)':>10s} {'BPTT (MiB)':>11s} {'BPTT/EP':>8s}")

@@ -4,11 +4,13 @@
     python bench/conv_train.py --config conv_mnist --mode int --epochs 30 --resume   # after a stop
     python bench/conv_train.py --config conv_fashion --mode float --data /work/shared/data/fashion-mnist
     python bench/conv_train.py --config conv_mnist --train-samples 3000 --test-samples 1000 --epochs 2
+    python bench/conv_train.py --mode float-spiking --set free_steps=40 average_steps=1 --train-samples 2000 ...
 
 Checkpoints go to ``--out`` (default ``bench/results/conv_<config>-<mode>-<dataset>``):
 ``last.npz`` every ``--checkpoint-every`` samples, on Ctrl-C / SIGTERM and at each epoch end
 (plus ``epochNNN.npz``), ``history.json`` with per-epoch accuracy and time per sample, and
-``training.png``. ``--max-minutes`` stops (with a checkpoint) after that much training time.
+``training.png``. ``--set KEY=VALUE`` changes configuration fields (values in JSON: ``w_shifts=[15,15,14,13]``,
+``minus_from_free=false``) for experiments. ``--max-minutes`` stops (with a checkpoint) after that much training time.
 The summary (``--json``) includes the time per full 60,000-sample epoch extrapolated from the
 measured time per sample.
 """
@@ -20,6 +22,9 @@ import json
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
+from eqfpga.config import ConfigError
 from eqfpga.conv_config import load_conv_config
 from eqfpga.golden import conv_train
 
@@ -30,7 +35,9 @@ FULL_EPOCH = 60000
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="conv_mnist")
-    ap.add_argument("--mode", choices=("int", "float"), default="int")
+    ap.add_argument("--mode", choices=conv_train.MODES, default="int")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override configuration fields (JSON values)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: from the config name)")
     ap.add_argument("--data", type=Path, default=None, help="data folder (Fashion-MNIST: /work/shared/data/fashion-mnist)")
@@ -44,6 +51,11 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     c = load_conv_config(a.config)
+    if a.set:
+        try:
+            c = replace(c, **overrides(a.set))
+        except (ConfigError, TypeError) as e:
+            raise SystemExit(f"--set: {e}") from None
     dataset = a.dataset or ("fashion-mnist" if "fashion" in c.name else "mnist")
     data_dir = a.data
     if dataset == "fashion-mnist" and data_dir is None:
@@ -69,6 +81,19 @@ def main(argv=None):
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {item!r}: the value must be JSON (true, 16, [15,15,14,13])") from None
+    return out
 
 
 def plot(history, path, title):

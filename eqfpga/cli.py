@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("conv-train", help="train the convolutional spiking EP network "
                                           "(golden model, float or integer; resumable)")
     p.add_argument("--config", "-c", default="conv_mnist", help="conv configuration name or TOML path")
-    p.add_argument("--mode", choices=["int", "float"], default="int")
+    p.add_argument("--mode", choices=["int", "float", "float-spiking"], default="int",
+                   help="integer golden model, float rate network or float spiking network")
     _data_args(p)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG-MODE)")

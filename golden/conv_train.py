@@ -1,9 +1,9 @@
 """Training run of the convolutional EP network: resumable checkpoints, progress, per-epoch figures.
 
-``mode`` is ``"int"`` (the integer golden model, :mod:`eqfpga.golden.conv`) or ``"float"`` (the
+``mode`` is ``"int"`` (the integer golden model, :mod:`eqfpga.golden.conv`), ``"float"`` (the
 float reference, :mod:`eqfpga.golden.conv_float`, rate neurons, learning rates implied by the
-integer shifts). Epoch ``e`` visits the training set in ``permutation([seed, e])`` in batches
-of ``batch_size``; a checkpoint holds the parameters, the LFSR stream positions, the position
+integer shifts) or ``"float-spiking"`` (the float reference with sigma-delta spiking neurons).
+Epoch ``e`` visits the training set in ``permutation([seed, e])`` in batches of ``batch_size``; a checkpoint holds the parameters, the LFSR stream positions, the position
 (epoch, batch) and the history, with a SHA-256 over all of it, and is written atomically. A
 run stopped at any point (Ctrl-C or SIGTERM save a checkpoint first) continues with
 ``resume=True`` and, in integer mode, ends with exactly the weights of an uninterrupted run.
@@ -30,6 +30,9 @@ from eqfpga.golden import conv, conv_float as cf
 FORMAT = "eqfpga-conv-checkpoint-1"
 
 
+MODES = ("int", "float", "float-spiking")
+
+
 class ConvCheckpointError(Exception):
     """A conv checkpoint is missing, corrupt, or made for another configuration or mode."""
 
@@ -37,7 +40,7 @@ class ConvCheckpointError(Exception):
 @dataclass
 class ConvCheckpoint:
     config: ConvConfig
-    mode: str                 # "int" or "float"
+    mode: str                 # one of MODES
     params: object            # conv.Params or conv_float.FParams
     streams: list
     epoch: int = 0            # epochs completed
@@ -125,23 +128,23 @@ def epoch_order(c: ConvConfig, epoch: int, n: int) -> np.ndarray:
 
 def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
     p = conv.init_params(c)
-    if mode == "float":
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "int":
         p = cf.FParams.from_int(p, c, np.float32)
-    elif mode != "int":
-        raise ValueError(f"mode must be 'int' or 'float', got {mode!r}")
     return ConvCheckpoint(c, mode, p, conv.seeded_streams(c))
 
 
 def train_step(ck: ConvCheckpoint, rule: ConvConfig, images, labels) -> np.ndarray:
     if ck.mode == "int":
         return conv.train_batch(images, labels, ck.params, rule, ck.streams)
-    return cf.train_batch(images, labels, ck.params, rule)
+    return cf.train_batch(images, labels, ck.params, rule, spiking=ck.mode == "float-spiking")
 
 
 def evaluate(ck: ConvCheckpoint, images, labels) -> float:
     if ck.mode == "int":
         return conv.accuracy(images, labels, ck.params, ck.config)
-    return cf.accuracy(images, labels, ck.params, ck.config)
+    return cf.accuracy(images, labels, ck.params, ck.config, spiking=ck.mode == "float-spiking")
 
 
 class _Stop(Exception):

@@ -226,8 +226,10 @@ def test_train_batch_updates_with_the_phases_the_config_names(from_free):
 
 
 # -- float reference: EP against BPTT, integer agreement -----------------------------------
-def test_ep_matches_bptt_with_average_pooling():
-    c = replace(TINY, leak_shift=2)
+@pytest.mark.parametrize("from_free, average", [(False, 1), (True, 64)])
+def test_ep_matches_bptt_with_average_pooling(from_free, average):
+    c = replace(TINY, leak_shift=2, minus_from_free=from_free, average_steps=average, free_steps=400,
+                nudge_steps=400)
     X, y = _images(4)
     fp = cf.FParams.from_int(conv.init_params(c), c)
     x = cf.float_input(X, c)
@@ -296,6 +298,21 @@ def test_resume_is_bit_exact_and_checksummed(tmp_path):
         conv_train.load(tmp_path / "b.npz")
     with pytest.raises(conv_train.ConvCheckpointError):
         conv_train.load(tmp_path / "a.npz", replace(SMALL, seed=2))
+
+
+def test_float_spiking_mode_trains_with_spikes_and_keeps_its_mode(tmp_path):
+    X, y = _images(16)
+    ck = conv_train.fresh(SMALL, "float-spiking")
+    rate = conv_train.fresh(SMALL, "float")
+    conv_train.train_step(ck, SMALL, X[:8], y[:8])
+    conv_train.train_step(rate, SMALL, X[:8], y[:8])
+    assert any(not np.allclose(a, b) for a, b in zip(ck.params.w, rate.params.w))
+    conv_train.save(ck, tmp_path / "s.npz")
+    assert conv_train.load(tmp_path / "s.npz").mode == "float-spiking"
+    with pytest.raises(conv_train.ConvCheckpointError, match="float-spiking checkpoint, not float"):
+        conv_train.load(tmp_path / "s.npz", SMALL, "float")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        conv_train.fresh(SMALL, "double")
 
 
 def test_fit_stops_and_resumes(tmp_path, monkeypatch):

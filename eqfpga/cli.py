@@ -70,10 +70,11 @@ def cmd_train(a) -> dict:
 
 
 def _train_on_chip(a, c) -> dict:
+    from eqfpga.boards.host import HostError
     from eqfpga.sim.train_on_chip import train_on_chip
     if a.resume:
         raise UserError("--resume is not available with --on-chip yet")
-    if c.hidden % a.lanes:
+    if not a.port and c.hidden % a.lanes:   # a board says its lanes in its INFO reply
         raise UserError(f"--lanes {a.lanes}: the hidden size {c.hidden} must be a multiple of lanes")
     out = a.out or Path("runs") / f"{c.name}-on-chip"
     try:
@@ -81,6 +82,8 @@ def _train_on_chip(a, c) -> dict:
                                train_samples=a.train_samples, test_samples=a.test_samples,
                                dataset=a.dataset, data_dir=a.data, check=not a.no_check,
                                progress=not a.quiet)
+    except HostError as e:
+        raise UserError(str(e)) from None
     except KeyboardInterrupt:
         raise SystemExit(130)
     for e in result["history"]:
@@ -354,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and check every weight against golden")
     p.add_argument("--sim", choices=["verilator"], default=None, help="with --on-chip (default)")
     p.add_argument("--port", default=None, help="with --on-chip: a board's (or virtual board's) serial port")
-    p.add_argument("--lanes", type=int, default=8, help="with --on-chip --sim: accelerator lanes")
+    p.add_argument("--lanes", type=int, default=8,
+                   help="with --on-chip --sim: accelerator lanes (a board's come from its INFO reply)")
     p.add_argument("--no-check", action="store_true", help="with --on-chip: skip the golden comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")

@@ -91,6 +91,15 @@ def test_verilog_lanes_must_divide_hidden(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "multiple of lanes" in r.stderr
 
 
+def test_on_chip_training_over_a_port_takes_lanes_from_the_board(tmp_path):
+    """--lanes is for --sim; with --port (ECP5's 500 hidden is no multiple of the default 8) the
+    run gets as far as the port and says in one line that it cannot open it."""
+    r = run("train", "--on-chip", "--port", str(tmp_path / "no-such-tty"), "--config", "ecp5",
+            "--train-samples", "1", "--test-samples", "1", "--quiet", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "cannot open" in r.stderr and "lanes" not in r.stderr
+
+
 def test_simulate_reports_agreement(tmp_path, capsys):
     assert main(["simulate", "--images", "6", "--first", "10", "--jobs", "2", "--quiet",
                  "--json", str(tmp_path / "s.json")]) == 0

@@ -36,6 +36,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -146,9 +147,10 @@ class ConvConfig(NeuronFormats):
         """Weight layers (= neuron layers; the last is the output)."""
         return len(self.conv_channels) + len(self.fc_hidden) + 1
 
-    @property
-    def layers(self) -> list[Layer]:
-        return _geometry(self)
+    @cached_property
+    def layers(self) -> tuple[Layer, ...]:
+        """Computed once per configuration (the models ask for it every step)."""
+        return tuple(_geometry(self))
 
     @property
     def widths(self) -> dict[str, Width]:

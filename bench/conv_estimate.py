@@ -8,7 +8,7 @@ real network. Weights: ``--warmup`` samples of float rate-network training from 
 configuration's initialisation (so the rates are in a trained regime). Reference: the rate
 network's EP estimate with long phases (200 free, 60 nudged steps). For each schedule, the
 cosine between its estimate and the reference, and the norm ratio (> 1: noise adds to the
-estimate), per weight layer, averaged over ``--batches`` batches of 32 training images.
+estimate), per weight layer, averaged over ``--batches`` batches of 32 MNIST training images.
 Prints a Markdown table; writes ``bench/results/conv_estimate.json``.
 """
 
@@ -27,20 +27,22 @@ from eqfpga.golden import conv, conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: (label, spiking, configuration changes)
+def schedule(spiking: bool, free: int, nudge: int, from_free: bool, average: int, note: str = ""):
+    """(label, spiking, configuration changes) of one phase schedule."""
+    label = (f"{'spiking' if spiking else 'rate'}, {free}/{nudge}, -beta from "
+             f"{'free' if from_free else '+beta'}, "
+             f"{'end rates' if average == 1 else f'mean of last {average}'}{note}")
+    return label, spiking, dict(free_steps=free, nudge_steps=nudge, minus_from_free=from_free,
+                                average_steps=average)
+
+
 SCHEDULES = [
-    ("rate, 40/12, -beta from +beta, end rates", False,
-     dict(free_steps=40, nudge_steps=12, minus_from_free=False, average_steps=1)),
-    ("spiking, 40/12, -beta from +beta, end rates (first choice)", True,
-     dict(free_steps=40, nudge_steps=12, minus_from_free=False, average_steps=1)),
-    ("spiking, 64/16, -beta from +beta, end rates", True,
-     dict(free_steps=64, nudge_steps=16, minus_from_free=False, average_steps=1)),
-    ("spiking, 64/16, -beta from free, end rates", True,
-     dict(free_steps=64, nudge_steps=16, minus_from_free=True, average_steps=1)),
-    ("spiking, 64/16, -beta from free, mean of last 8", True,
-     dict(free_steps=64, nudge_steps=16, minus_from_free=True, average_steps=8)),
-    ("spiking, 64/64, -beta from free, mean of last 64", True,
-     dict(free_steps=64, nudge_steps=64, minus_from_free=True, average_steps=64)),
+    schedule(False, 40, 12, False, 1),
+    schedule(True, 40, 12, False, 1, " (first choice)"),
+    schedule(True, 64, 16, False, 1),
+    schedule(True, 64, 16, True, 1),
+    schedule(True, 64, 16, True, 8),
+    schedule(True, 64, 64, True, 64),
 ]
 
 
@@ -58,8 +60,7 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=RESULTS / "conv_estimate.json")
     a = ap.parse_args(argv)
     c0 = load_conv_config(a.config)
-    tr = data.load("train", "fashion-mnist" if "fashion" in c0.name else "mnist",
-                   Path("/work/shared/data/fashion-mnist") if "fashion" in c0.name else None)
+    tr = data.load("train")
     p = cf.FParams.from_int(conv.init_params(c0), c0, np.float32)
     for i in range(0, a.warmup, c0.batch_size):
         cf.train_batch(tr.images[i:i + c0.batch_size], tr.labels[i:i + c0.batch_size], p, c0)

@@ -332,6 +332,8 @@ def _bar(enabled: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eqfpga.conv_config import TRAINING_MODES
+
     ap = argparse.ArgumentParser(prog="eqfpga", description=(
         "FPGA generator for spiking neural networks that learn on the chip with "
         "Equilibrium Propagation."))
@@ -367,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("conv-train", help="train the convolutional spiking EP network "
                                           "(golden model, float or integer; resumable)")
     p.add_argument("--config", "-c", default="conv_mnist", help="conv configuration name or TOML path")
-    p.add_argument("--mode", choices=["int", "float", "float-spiking"], default="int",
+    p.add_argument("--mode", choices=TRAINING_MODES, default="int",
                    help="integer golden model, float rate network or float spiking network")
     _data_args(p)
     p.add_argument("--epochs", type=int, default=1)

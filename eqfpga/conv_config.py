@@ -42,12 +42,16 @@ from pathlib import Path
 
 from eqfpga.config import LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for
 
-__all__ = ["ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
+__all__ = ["TRAINING_MODES", "ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
            "shipped_conv_configs", "FLOAT64_EXACT_BITS"]
 
 #: Integer sums are computed through float64 BLAS; exact while every partial sum stays
 #: below 2**53 (checked on creation).
 FLOAT64_EXACT_BITS = 53
+
+#: How a conv network can be trained: the integer golden model, the float rate network, the
+#: float spiking network (:mod:`eqfpga.golden.conv_train`).
+TRAINING_MODES = ("int", "float", "float-spiking")
 
 _TUPLES = ("conv_channels", "fc_hidden", "w_shifts", "b_shifts", "w_init")
 

@@ -233,13 +233,11 @@ def run_phase(st: State, d, p: Params, c: ConvConfig, steps: int, target=None, s
 def run_phase_mean(st: State, d, p: Params, c: ConvConfig, steps: int, target=None,
                    sign: int = 1) -> tuple[State, list]:
     """:func:`run_phase`, and the rates averaged over its last ``average_steps`` steps."""
-    first = steps - c.average_steps
-    sums = None
-    for k in range(steps):
+    st = run_phase(st, d, p, c, steps - c.average_steps, target, sign)
+    sums = [0] * c.n_layers
+    for _ in range(c.average_steps):
         st = step(st, d, p, c, target, sign)
-        if k >= first:
-            r = st.rates(c)
-            sums = r if sums is None else [a + b for a, b in zip(sums, r)]
+        sums = [a + r for a, r in zip(sums, st.rates(c))]
     return st, [rs(a, c.average_shift) for a in sums]
 
 

@@ -159,11 +159,11 @@ def run_phase(st, d, p, c, steps, spiking, target=None, beta=0.0):
 
 def run_phase_mean(st, d, p, c, steps, spiking, target=None, beta=0.0):
     """:func:`run_phase`, and the rates averaged over its last ``average_steps`` steps."""
-    first, sums = steps - c.average_steps, None
-    for k in range(steps):
+    st = run_phase(st, d, p, c, steps - c.average_steps, spiking, target, beta)
+    sums = [0.0] * c.n_layers
+    for _ in range(c.average_steps):
         st = step(st, d, p, c, spiking, target, beta)
-        if k >= first:
-            sums = st.rates() if sums is None else [a + b for a, b in zip(sums, st.rates())]
+        sums = [a + r for a, r in zip(sums, st.rates())]
     return st, [a / c.average_steps for a in sums]
 
 

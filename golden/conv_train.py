@@ -3,10 +3,11 @@
 ``mode`` is ``"int"`` (the integer golden model, :mod:`eqfpga.golden.conv`), ``"float"`` (the
 float reference, :mod:`eqfpga.golden.conv_float`, rate neurons, learning rates implied by the
 integer shifts) or ``"float-spiking"`` (the float reference with sigma-delta spiking neurons).
-Epoch ``e`` visits the training set in ``permutation([seed, e])`` in batches of ``batch_size``; a checkpoint holds the parameters, the LFSR stream positions, the position
-(epoch, batch) and the history, with a SHA-256 over all of it, and is written atomically. A
-run stopped at any point (Ctrl-C or SIGTERM save a checkpoint first) continues with
-``resume=True`` and, in integer mode, ends with exactly the weights of an uninterrupted run.
+Epoch ``e`` visits the training set in ``permutation([seed, e])`` in batches of ``batch_size``;
+a checkpoint holds the parameters, the LFSR stream positions, the position (epoch, batch) and
+the history, with a SHA-256 over all of it, and is written atomically. A run stopped at any
+point (Ctrl-C or SIGTERM save a checkpoint first) continues with ``resume=True`` and, in
+integer mode, ends with exactly the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -24,13 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.conv_config import ConvConfig, ConfigError, conv_config_from_dict
+from eqfpga.conv_config import TRAINING_MODES as MODES, ConvConfig, ConfigError, conv_config_from_dict
 from eqfpga.golden import conv, conv_float as cf
 
 FORMAT = "eqfpga-conv-checkpoint-1"
-
-
-MODES = ("int", "float", "float-spiking")
 
 
 class ConvCheckpointError(Exception):

@@ -27,7 +27,10 @@ Number formats (all integers), as in :mod:`eqfpga.config`:
 
 The neuron fields (``membrane_frac_bits``, ``leak_shift``, ``rate_bits``, ``rate_shift``,
 ``rate_max``, ``spike_threshold``, ``nudge_shift``) have the meaning and names of
-:class:`eqfpga.config.Config`, so :mod:`eqfpga.golden.neuron` serves both networks.
+:class:`eqfpga.config.Config`, so :mod:`eqfpga.golden.neuron` serves both networks. Unlike
+the fully connected model (whose RTL neuron only shifts right), ``nudge_shift`` may be
+negative: weights may carry more fraction bits than ``beta_shift + rate_bits``, which makes
+the weight grid finer than the EP update's natural step.
 """
 
 from __future__ import annotations
@@ -221,7 +224,6 @@ class ConvConfig(NeuronFormats):
         need(self.weight_bits >= 2, "weight_bits must be >= 2")
         need(self.bias_bits >= self.weight_bits, "bias_bits must be >= weight_bits")
         need(self.rate_shift >= 0, "membrane_frac_bits + weight_frac_bits must be >= rate_bits")
-        need(self.nudge_shift >= 0, "beta_shift + rate_bits - weight_frac_bits must be >= 0")
         need(self.leak_shift <= self.membrane_frac_bits,
              f"leak_shift ({self.leak_shift}) must be <= membrane_frac_bits ({self.membrane_frac_bits})")
         L = self.n_layers
@@ -283,7 +285,8 @@ def _worst_case(c: ConvConfig) -> dict[str, Width]:
     win = c.pool * c.pool
     layers = _geometry(c)
     out: dict[str, tuple[int, int]] = {"input": (0, xmax), "weight": (wlo, whi), "bias": (blo, bhi)}
-    out["nudge"] = ((-(1 << c.rate_bits)) >> c.nudge_shift, (1 << c.rate_bits) >> c.nudge_shift)
+    full, n = 1 << c.rate_bits, c.nudge_shift
+    out["nudge"] = ((-full) >> n, full >> n) if n >= 0 else (-full << -n, full << -n)
     acc_lo = acc_hi = 0
     drive_lo = drive_hi = 0
     upd = 0

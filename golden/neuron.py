@@ -45,7 +45,10 @@ def nudge(r: np.ndarray, target: np.ndarray, c: Config, sign: int = 1) -> np.nda
         sign = -1:  (R - (target << rate_bits)) >> nudge_shift
 
     ``target`` is 1 for the labelled class and 0 elsewhere; this is +-beta * (target - rate)
-    in drive units with beta = ``2**-beta_shift`` (each rounded down).
+    in drive units with beta = ``2**-beta_shift`` (each rounded down). A negative
+    ``nudge_shift`` (weights with more fraction bits than ``beta_shift + rate_bits``, allowed
+    for the convolutional model only) shifts left, exactly.
     """
     q = (target << c.rate_bits) - r
-    return (q if sign > 0 else -q) >> c.nudge_shift
+    q = q if sign > 0 else -q
+    return q >> c.nudge_shift if c.nudge_shift >= 0 else q << -c.nudge_shift

@@ -1,10 +1,12 @@
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from eqfpga.config import ConfigError
+from eqfpga.config import Config, ConfigError
 from eqfpga.conv_config import (ConvConfig, conv_config_from_dict, conv_config_to_toml, load_conv_config,
                                 shipped_conv_configs)
+from eqfpga.golden import neuron
 
 
 def test_shipped_conv_configs_load_and_round_trip(tmp_path):
@@ -86,3 +88,21 @@ def test_lr_decay_raises_shifts_up_to_the_lfsr_width():
     c = replace(load_conv_config("conv_mnist"), lr_decay_epochs=2)
     assert c.at_epoch(0) == c
     assert c.at_epoch(5).w_shifts == tuple(min(17, s + 2) for s in c.w_shifts)
+
+
+def test_weights_finer_than_the_nudge_shift_it_left_exactly():
+    # weight_frac_bits 11 > beta_shift 1 + rate_bits 8: nudge = +-beta (t - R) << 2, exact
+    c = ConvConfig(name="fine", weight_bits=14, weight_frac_bits=11, bias_bits=16, acc_bits=29,
+                   drive_bits=25, membrane_bits=27, w_init=(1600, 120, 60, 120))
+    assert c.nudge_shift == -2
+    r, t = np.array([0, 100, 255, 3]), np.array([1, 1, 0, 0])
+    assert list(neuron.nudge(r, t, c, 1)) == [1024, 624, -1020, -12]
+    assert list(neuron.nudge(r, t, c, -1)) == [-1024, -624, 1020, 12]
+    # the real nudge is beta * (t - R / 2**rate_bits): drive units of 2**-11
+    assert np.allclose(neuron.nudge(r, t, c) * 2.0 ** -11, c.beta * (t - r / 256))
+
+
+def test_fully_connected_config_still_refuses_a_left_shift_nudge():
+    # its RTL neuron only shifts right
+    with pytest.raises(ConfigError, match="beta_shift \\+ rate_bits - weight_frac_bits must be >= 0"):
+        Config(name="fc", weight_frac_bits=10, rate_bits=8, beta_shift=1)

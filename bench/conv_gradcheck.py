@@ -9,6 +9,17 @@ relative error ``|g_EP - g_BPTT| / |g_BPTT|`` per weight layer; writes
 ``bench/results/conv_gradcheck.json`` and ``.png``.
 
     python bench/conv_gradcheck.py [--samples 16] [--steps 1600]
+
+With ``--checkpoint`` it checks a *trained* network instead (a ``bench/conv_train.py``
+checkpoint, rate neurons, float64): BPTT through ``--steps`` free steps against EP with the
+configuration's free phase and each nudged-phase length of ``--nudges`` (rates averaged over
+the last ``average_steps`` as in training), for each beta of ``--betas``. It prints the cosine
+and the norm ratio ``|g_EP| / |g_BPTT|`` per layer (how much of the gradient a short nudged
+phase delivers to the layers far from the output) and writes
+``bench/results/conv_gradcheck_<run>.json``::
+
+    python bench/conv_gradcheck.py --checkpoint bench/results/conv_fashion-float-fashion-d1/last.npz \
+        --data /work/shared/data/fashion-mnist --samples 64 --steps 96 --nudges 16,32,64 --betas 0.5,0.25
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import numpy as np
 
 from eqfpga import data
 from eqfpga.conv_config import ConvConfig
-from eqfpga.golden import conv, conv_float as cf
+from eqfpga.golden import conv, conv_float as cf, conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,8 +55,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=1600, help="BPTT free steps = EP free and nudge steps")
     ap.add_argument("--betas", default="0.01,0.2", help="rate EP uses the first, spiking EP all")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="check this trained network instead")
+    ap.add_argument("--data", type=Path, default=None, help="data folder (Fashion-MNIST checkpoints)")
+    ap.add_argument("--nudges", default="16,32,64", help="nudged-phase lengths (with --checkpoint)")
     a = ap.parse_args(argv)
     betas = [float(b) for b in a.betas.split(",")]
+    if a.checkpoint is not None:
+        return trained(a, betas)
     tr = data.load("train")
     X = data.downsample(tr.images[:a.samples], 14)
     y = tr.labels[:a.samples].astype(np.int64)
@@ -78,6 +94,42 @@ def main(argv=None):
            "rows": rows}
     (a.out / "conv_gradcheck.json").write_text(json.dumps(doc, indent=2))
     plot(rows, layers, a.out / "conv_gradcheck.png")
+    return doc
+
+
+def norm_ratio(ref: list, est: list) -> list:
+    return [float(np.linalg.norm(b) / (np.linalg.norm(a) + 1e-30)) for a, b in zip(ref, est)]
+
+
+def trained(a, betas):
+    ck = conv_train.load(a.checkpoint)
+    c = ck.config
+    if ck.mode == "int":
+        p = cf.FParams.from_int(ck.params, c)
+    else:
+        p = cf.FParams([w.astype(np.float64) for w in ck.params.w], [b.astype(np.float64) for b in ck.params.b])
+    dataset = ck.meta.get("dataset", "mnist")
+    tr = data.load("train", dataset, a.data)
+    pick = np.random.default_rng(0).permutation(len(tr))[:a.samples]
+    x, y = cf.float_input(tr.images[pick], c), tr.labels[pick].astype(np.int64)
+    ref, _, _ = cf.bptt_grad(x, y, p, c, steps=a.steps)
+    rows = []
+    for n in [int(v) for v in a.nudges.split(",")]:
+        for beta in betas:
+            est, _, _ = cf.ep_estimate(x, y, p, c, False, nudge_steps=n, beta=beta)
+            cos, _ = compare(ref, est)
+            rows.append({"nudge_steps": n, "beta": beta, "cosine": cos, "norm_ratio": norm_ratio(ref, est)})
+    layers = [f"W{i + 1}" for i in range(c.n_layers)]
+    print(f"{a.checkpoint}: epoch {ck.epoch}, {a.samples} {dataset} training images, BPTT over {a.steps} steps")
+    print("cosine / |EP| / |BPTT| per layer")
+    print(f"{'nudge':>5s} {'beta':>5s}  " + "  ".join(f"{l:>12s}" for l in layers))
+    for r in rows:
+        cells = "  ".join(f"{co:6.3f}/{q:5.2f}" for co, q in zip(r["cosine"], r["norm_ratio"]))
+        print(f"{r['nudge_steps']:5d} {r['beta']:5.2f}  {cells}")
+    doc = {"checkpoint": str(a.checkpoint), "epoch": ck.epoch, "mode": ck.mode, "dataset": dataset,
+           "config": c.to_dict(), "samples": a.samples, "bptt_steps": a.steps, "layers": layers, "rows": rows}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / f"conv_gradcheck_{a.checkpoint.parent.name}.json").write_text(json.dumps(doc, indent=2))
     return doc
 
 

@@ -56,7 +56,7 @@ FLOAT64_EXACT_BITS = 53
 #: float spiking network (:mod:`eqfpga.golden.conv_train`).
 TRAINING_MODES = ("int", "float", "float-spiking")
 
-_TUPLES = ("conv_channels", "fc_hidden", "w_shifts", "b_shifts", "w_init")
+_TUPLES = ("conv_channels", "fc_hidden", "w_shifts", "b_shifts", "w_init", "w_shift_caps", "b_shift_caps")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,11 @@ class ConvConfig(NeuronFormats):
     w_init: tuple = (100, 26, 22, 44)
     batch_size: int = 16
     lr_decay_epochs: int = 0
+    # the decay stops at these shifts, one per layer; empty: the LFSR's LFSR_BITS for every
+    # layer. Formats with more rate or weight fraction bits need larger shifts for the same
+    # real rates, and caps above LFSR_BITS keep their schedule that of the coarser format.
+    w_shift_caps: tuple = ()
+    b_shift_caps: tuple = ()
     seed: int = 1
     description: str = field(default="", compare=False)
 
@@ -172,8 +177,13 @@ class ConvConfig(NeuronFormats):
         if not self.lr_decay_epochs:
             return self
         d = epoch // self.lr_decay_epochs
-        return replace(self, w_shifts=tuple(min(LFSR_BITS, s + d) for s in self.w_shifts),
-                       b_shifts=tuple(min(LFSR_BITS, s + d) for s in self.b_shifts))
+        return replace(self, w_shifts=tuple(min(cap, s + d) for s, cap in zip(self.w_shifts, self.caps("w"))),
+                       b_shifts=tuple(min(cap, s + d) for s, cap in zip(self.b_shifts, self.caps("b"))))
+
+    def caps(self, kind: str) -> tuple:
+        """Per-layer ceiling of the ``w`` or ``b`` learning shifts."""
+        given = getattr(self, f"{kind}_shift_caps")
+        return given or (LFSR_BITS,) * self.n_layers
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -230,10 +240,16 @@ class ConvConfig(NeuronFormats):
         for name in ("w_shifts", "b_shifts", "w_init"):
             need(len(getattr(self, name)) == L,
                  f"{name} needs one entry per weight layer ({L}), got {len(getattr(self, name))}")
-        for name in ("w_shifts", "b_shifts"):
-            for s in getattr(self, name):
-                need(0 <= s <= LFSR_BITS,
-                     f"{name} entry {s} must be in [0, {LFSR_BITS}] (the LFSR gives {LFSR_BITS} random bits)")
+        for kind in ("w", "b"):
+            caps = getattr(self, f"{kind}_shift_caps")
+            need(not caps or len(caps) == L,
+                 f"{kind}_shift_caps needs one entry per weight layer ({L}) or none, got {len(caps)}")
+            need(all(LFSR_BITS <= cap < self.update_bits for cap in caps),
+                 f"{kind}_shift_caps entries must be in [{LFSR_BITS}, update_bits - 1], got {list(caps)}")
+            for s, cap in zip(getattr(self, f"{kind}_shifts"), self.caps(kind)):
+                need(0 <= s <= cap,
+                     f"{kind}_shifts entry {s} must be in [0, {cap}] (the LFSR gives {LFSR_BITS} random "
+                     f"bits; larger shifts need {kind}_shift_caps)")
         whi = self.weight_range[1]
         need(all(0 <= w <= whi for w in self.w_init),
              f"w_init {self.w_init} must lie in [0, {whi}] (the {self.weight_bits}-bit weight maximum)")
@@ -344,7 +360,8 @@ _KNOWN_SECTIONS = {
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift", "acc_bits",
                     "drive_bits", "membrane_bits", "update_bits"),
     "phases": ("free_steps", "nudge_steps", "symmetric_nudge", "minus_from_free", "average_steps"),
-    "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "seed"),
+    "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "w_shift_caps",
+                 "b_shift_caps", "seed"),
 }
 
 

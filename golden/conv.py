@@ -53,6 +53,8 @@ to step.
    ``q = a^n (x) R^n - a^f (x) R^f``; biases ``q = sum over positions (R^n_l - R^f_l)``;
    all summed over the batch. ``W += sr(q, w_shifts[l])``, ``b += sr(q, b_shifts[l])``
    with the LFSR stochastic rounding of :mod:`eqfpga.golden.ep_update`, then saturation.
+   The LFSR gives 17 random bits; a shift ``n > 17`` (allowed by ``w_shift_caps`` /
+   ``b_shift_caps``) is ``sr(rs(q, n - 17), 17)``.
    Each tensor has its own LFSR stream (``2L`` streams: ``W_1..W_L`` then ``b_1..b_L``),
    drawn in C order of the tensor (``W[o, c, i, j]`` / ``W[i, j]`` / ``b[o]``).
 
@@ -285,6 +287,14 @@ def update_terms(x: np.ndarray, R: list, idx: list, c: ConvConfig) -> tuple[list
     return gw, gb
 
 
+def round_update(q: np.ndarray, shift: int, draws: np.ndarray) -> np.ndarray:
+    """``q / 2**shift`` stochastically rounded with the LFSR ``draws``; shifts beyond the
+    LFSR's bits round the surplus half up first."""
+    if shift > lfsr.BITS:
+        q, shift = rs(q, shift - lfsr.BITS), lfsr.BITS
+    return stochastic_round(q, shift, draws)
+
+
 def update(p: Params, x: np.ndarray, Rf: list, idx_f: list, Rn: list, idx_n: list,
            c: ConvConfig, streams: list[int]) -> None:
     """Step 6: the local EP update of every tensor, in place; advances ``streams``."""
@@ -299,7 +309,7 @@ def update(p: Params, x: np.ndarray, Rf: list, idx_f: list, Rn: list, idx_n: lis
                  (gbn[l] - gbf[l], p.b, c.b_shifts[l], blo, bhi))):
             s = l + k * L
             d, streams[s] = lfsr.draws(streams[s], q.size)
-            arr[l] = np.clip(arr[l] + stochastic_round(q, shift, d.reshape(q.shape)), lo, hi)
+            arr[l] = np.clip(arr[l] + round_update(q, shift, d.reshape(q.shape)), lo, hi)
 
 
 def train_batch(pixels: np.ndarray, labels: np.ndarray, p: Params, c: ConvConfig,

@@ -104,7 +104,10 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
     except (ConfigError, TypeError) as e:
         raise ConvCheckpointError(f"{path}: its configuration is invalid ({e})") from None
     if config is not None and config.model_hash != own.model_hash:
-        raise ConvCheckpointError(f"{path}: made for configuration {own.name!r}, not {config.name!r}")
+        ours, theirs = own.to_dict(), config.to_dict()
+        differ = [k for k in ours if k not in ("name", "description") and ours[k] != theirs[k]]
+        raise ConvCheckpointError(f"{path}: made for configuration {own.name!r}, not {config.name!r} "
+                                  f"(they differ in {', '.join(differ)})")
     if mode is not None and meta["mode"] != mode:
         raise ConvCheckpointError(f"{path}: a {meta['mode']} checkpoint, not {mode}")
     L = own.n_layers

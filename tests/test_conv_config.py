@@ -106,3 +106,30 @@ def test_fully_connected_config_still_refuses_a_left_shift_nudge():
     # its RTL neuron only shifts right
     with pytest.raises(ConfigError, match="beta_shift \\+ rate_bits - weight_frac_bits must be >= 0"):
         Config(name="fc", weight_frac_bits=10, rate_bits=8, beta_shift=1)
+
+
+def test_shift_caps_let_the_decay_go_past_the_lfsr_bits():
+    c = ConvConfig(name="caps", w_shifts=(15, 16, 16, 15), w_shift_caps=(17, 19, 19, 19), lr_decay_epochs=1)
+    assert c.at_epoch(2).w_shifts == (17, 18, 18, 17)
+    assert c.at_epoch(9).w_shifts == (17, 19, 19, 19)
+    assert c.at_epoch(9).b_shifts == (17, 17, 17, 17)          # no b caps: the LFSR's 17 bits
+    assert ConvConfig(name="nocaps", w_shifts=(15, 16, 16, 15), lr_decay_epochs=1).at_epoch(9).w_shifts == (17,) * 4
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"w_shifts": (18, 15, 14, 13), "w_shift_caps": (17, 19, 19, 19)}, "must be in \\[0, 17\\]"),
+    ({"w_shift_caps": (17, 19)}, "one entry per weight layer"),
+    ({"b_shift_caps": (16, 17, 17, 17)}, "b_shift_caps entries must be in \\[17, update_bits - 1\\]"),
+    ({"w_shift_caps": (17, 17, 17, 32)}, "update_bits - 1"),
+])
+def test_bad_shift_caps_refused(kwargs, msg):
+    with pytest.raises(ConfigError, match=msg):
+        ConvConfig(name="bad", **kwargs)
+
+
+@pytest.mark.parametrize("epoch", range(8))
+def test_fine_fashion_config_learns_at_the_real_rates_of_conv_fashion(epoch):
+    from eqfpga.golden.conv_float import lr_scales
+    coarse, fine = load_conv_config("conv_fashion"), load_conv_config("conv_fashion_fine")
+    assert (fine.rate_bits, fine.weight_frac_bits) == (10, 11) and fine.nudge_shift == 0
+    assert lr_scales(fine.at_epoch(epoch)) == lr_scales(coarse.at_epoch(epoch))

@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from eqfpga import data
 from eqfpga.conv_config import ConvConfig
-from eqfpga.golden import conv, conv_float as cf, conv_ops as ops, conv_train, neuron
+from eqfpga.golden import conv, conv_float as cf, conv_ops as ops, conv_train, lfsr, neuron
 
 TINY = ConvConfig(name="tiny", image_size=14, conv_channels=(4, 6), kernel=3, fc_hidden=(16,),
                   w_init=(700, 100, 150, 250), batch_size=8)
@@ -296,8 +296,8 @@ def test_resume_is_bit_exact_and_checksummed(tmp_path):
     (tmp_path / "b.npz").write_bytes(bytes(raw))
     with pytest.raises(conv_train.ConvCheckpointError):
         conv_train.load(tmp_path / "b.npz")
-    with pytest.raises(conv_train.ConvCheckpointError):
-        conv_train.load(tmp_path / "a.npz", replace(SMALL, seed=2))
+    with pytest.raises(conv_train.ConvCheckpointError, match=r"not 'tiny' \(they differ in w_shifts, seed\)"):
+        conv_train.load(tmp_path / "a.npz", replace(SMALL, seed=2, w_shifts=(15, 15, 14, 13)))
 
 
 def test_shipped_integer_network_learns_mnist():
@@ -344,3 +344,15 @@ def test_fit_stops_and_resumes(tmp_path, monkeypatch):
     ref = ct.fit(small, tmp_path / "ref", 1, mode="int", train_samples=64, test_samples=32,
                  progress=False, log=lambda *a: None)
     assert all(np.array_equal(a, b) for a, b in zip(ck.params.w, ref.params.w))
+
+
+@pytest.mark.parametrize("shift", [3, 17, 18, 21])
+def test_update_rounding_is_unbiased_beyond_the_lfsr_bits(shift):
+    # over the LFSR's whole period the draws are uniform: the mean of the rounded update is
+    # q / 2**shift, and every result is the floor or the ceiling of it
+    d, _ = lfsr.draws(0, lfsr.PERIOD)
+    for q in (-(5 << shift) - 12345, 7, (3 << shift) + (1 << (shift - 1)) + 1):
+        r = conv.round_update(np.full(d.shape, q, np.int64), shift, d)
+        lo = q >> shift
+        assert set(np.unique(r)) <= {lo, lo + 1}
+        assert abs(r.mean() - q / 2 ** shift) < 2 ** -15

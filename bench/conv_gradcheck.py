@@ -19,7 +19,7 @@ phase delivers to the layers far from the output) and writes
 ``bench/results/conv_gradcheck_<run>.json``::
 
     python bench/conv_gradcheck.py --checkpoint bench/results/conv_fashion-float-fashion-d1/last.npz \
-        --data /work/shared/data/fashion-mnist --samples 64 --steps 96 --nudges 16,32,64 --betas 0.5,0.25
+        --data /work/shared/data/fashion-mnist --samples 64 --steps 200 --nudges 8,16,32 --betas 0.5 [--set leak_shift=1]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.conv_config import ConvConfig
+from eqfpga.conv_config import ConvConfig, with_overrides
 from eqfpga.golden import conv, conv_float as cf, conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,6 +58,8 @@ def main(argv=None):
     ap.add_argument("--checkpoint", type=Path, default=None, help="check this trained network instead")
     ap.add_argument("--data", type=Path, default=None, help="data folder (Fashion-MNIST checkpoints)")
     ap.add_argument("--nudges", default="16,32,64", help="nudged-phase lengths (with --checkpoint)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="with --checkpoint: change configuration fields of the dynamics (leak_shift=1)")
     a = ap.parse_args(argv)
     betas = [float(b) for b in a.betas.split(",")]
     if a.checkpoint is not None:
@@ -101,9 +103,22 @@ def norm_ratio(ref: list, est: list) -> list:
     return [float(np.linalg.norm(b) / (np.linalg.norm(a) + 1e-30)) for a, b in zip(ref, est)]
 
 
+def free_phase_settling(x, p, c, steps: int) -> dict:
+    """How far each layer's rates still are, after the free phase, from where they are after ``steps``."""
+    d, idx0 = cf.input_drive(x, p, c)
+    st = cf.FState.zeros(len(x), c, idx0, x.dtype)
+    for t in range(1, steps + 1):
+        st = cf.step(st, d, p, c, False)
+        if t == c.free_steps:
+            at_free = st.rates()
+    diff = [np.abs(a - b) for a, b in zip(at_free, st.rates())]
+    return {"free_steps": c.free_steps, "steps": steps, "mean_rate_change": [float(v.mean()) for v in diff],
+            "max_rate_change": [float(v.max()) for v in diff]}
+
+
 def trained(a, betas):
     ck = conv_train.load(a.checkpoint)
-    c = ck.config
+    c = with_overrides(ck.config, a.set)
     if ck.mode == "int":
         p = cf.FParams.from_int(ck.params, c)
     else:
@@ -113,6 +128,7 @@ def trained(a, betas):
     pick = np.random.default_rng(0).permutation(len(tr))[:a.samples]
     x, y = cf.float_input(tr.images[pick], c), tr.labels[pick].astype(np.int64)
     ref, _, _ = cf.bptt_grad(x, y, p, c, steps=a.steps)
+    settle = free_phase_settling(x, p, c, a.steps)
     rows = []
     for n in [int(v) for v in a.nudges.split(",")]:
         for beta in betas:
@@ -121,15 +137,20 @@ def trained(a, betas):
             rows.append({"nudge_steps": n, "beta": beta, "cosine": cos, "norm_ratio": norm_ratio(ref, est)})
     layers = [f"W{i + 1}" for i in range(c.n_layers)]
     print(f"{a.checkpoint}: epoch {ck.epoch}, {a.samples} {dataset} training images, BPTT over {a.steps} steps")
+    print(f"free phase: mean |r({c.free_steps}) - r({a.steps})| per layer "
+          + " ".join(f"{v:.4f}" for v in settle["mean_rate_change"])
+          + ", largest " + " ".join(f"{v:.2f}" for v in settle["max_rate_change"]))
     print("cosine / |EP| / |BPTT| per layer")
     print(f"{'nudge':>5s} {'beta':>5s}  " + "  ".join(f"{l:>12s}" for l in layers))
     for r in rows:
         cells = "  ".join(f"{co:6.3f}/{q:5.2f}" for co, q in zip(r["cosine"], r["norm_ratio"]))
         print(f"{r['nudge_steps']:5d} {r['beta']:5.2f}  {cells}")
     doc = {"checkpoint": str(a.checkpoint), "epoch": ck.epoch, "mode": ck.mode, "dataset": dataset,
-           "config": c.to_dict(), "samples": a.samples, "bptt_steps": a.steps, "layers": layers, "rows": rows}
+           "config": c.to_dict(), "set": a.set, "samples": a.samples, "bptt_steps": a.steps, "free_phase_settling": settle,
+           "layers": layers, "rows": rows}
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"conv_gradcheck_{a.checkpoint.parent.name}.json").write_text(json.dumps(doc, indent=2))
+    tag = "".join(f"_{item.replace('=', '')}" for item in a.set)
+    (a.out / f"conv_gradcheck_{a.checkpoint.parent.name}{tag}.json").write_text(json.dumps(doc, indent=2))
     return doc
 
 

@@ -22,10 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-from dataclasses import replace
-
 from eqfpga.config import ConfigError
-from eqfpga.conv_config import load_conv_config
+from eqfpga.conv_config import load_conv_config, with_overrides
 from eqfpga.golden import conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,11 +49,10 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     c = load_conv_config(a.config)
-    if a.set:
-        try:
-            c = replace(c, **overrides(a.set))
-        except (ConfigError, TypeError) as e:
-            raise SystemExit(f"--set: {e}") from None
+    try:
+        c = with_overrides(c, a.set)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     dataset = a.dataset or ("fashion-mnist" if "fashion" in c.name else "mnist")
     data_dir = a.data
     if dataset == "fashion-mnist" and data_dir is None:
@@ -81,19 +78,6 @@ def main(argv=None):
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--set {item!r}: the value must be JSON (true, 16, [15,15,14,13])") from None
-    return out
 
 
 def plot(history, path, title):

@@ -264,6 +264,23 @@ class ConvConfig(NeuronFormats):
              "integer sums would exceed float64's exact range (2**53)")
 
 
+def with_overrides(c: ConvConfig, items: list[str]) -> ConvConfig:
+    """``c`` with ``KEY=VALUE`` fields replaced (JSON values: ``leak_shift=1``,
+    ``w_shifts=[15,15,14,13]``, ``minus_from_free=false``); raises ConfigError."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in {f.name for f in fields(ConvConfig)}:
+            raise ConfigError(f"--set {item!r}: unknown configuration field {key!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"--set {item!r}: the value must be JSON (true, 16, [15,15,14,13])") from None
+    return replace(c, **changes)
+
+
 def _geometry(c: ConvConfig, need=None) -> list[Layer]:
     def check(cond, msg):
         if need is not None:

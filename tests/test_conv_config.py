@@ -133,3 +133,13 @@ def test_fine_fashion_config_learns_at_the_real_rates_of_conv_fashion(epoch):
     coarse, fine = load_conv_config("conv_fashion"), load_conv_config("conv_fashion_fine")
     assert (fine.rate_bits, fine.weight_frac_bits) == (10, 11) and fine.nudge_shift == 0
     assert lr_scales(fine.at_epoch(epoch)) == lr_scales(coarse.at_epoch(epoch))
+
+
+def test_overrides_take_json_values_and_refuse_unknown_fields():
+    from eqfpga.conv_config import with_overrides
+    c = with_overrides(load_conv_config("conv_mnist"), ["leak_shift=1", "w_shifts=[15,15,14,13]"])
+    assert c.leak_shift == 1 and c.w_shifts == (15, 15, 14, 13)
+    for items, msg in ((["leak=1"], "unknown configuration field 'leak'"), (["leak_shift"], "expected KEY=VALUE"),
+                       (["leak_shift=one"], "must be JSON"), (["leak_shift=3"], "leak_shift")):
+        with pytest.raises(ConfigError, match=msg):
+            with_overrides(c, items)

@@ -58,6 +58,11 @@ class Width:
         return signed(self.bits) if self.signed else unsigned(self.bits)
 
 
+def shift(q, n: int):
+    """``q >> n`` (arithmetic, rounding down), and for negative ``n`` the exact ``q << -n``."""
+    return q >> n if n >= 0 else q << -n
+
+
 def bits_for(lo: int, hi: int) -> tuple[int, bool]:
     """Smallest (bits, signed) two's-complement format holding every integer in [lo, hi]."""
     if lo >= 0:

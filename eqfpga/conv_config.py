@@ -43,7 +43,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from eqfpga.config import LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for
+from eqfpga.config import LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for, shift
 
 __all__ = ["TRAINING_MODES", "ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
            "shipped_conv_configs", "FLOAT64_EXACT_BITS"]
@@ -267,12 +267,12 @@ class ConvConfig(NeuronFormats):
 def with_overrides(c: ConvConfig, items: list[str]) -> ConvConfig:
     """``c`` with ``KEY=VALUE`` fields replaced (JSON values: ``leak_shift=1``,
     ``w_shifts=[15,15,14,13]``, ``minus_from_free=false``); raises ConfigError."""
-    changes = {}
+    changes, known = {}, {f.name for f in fields(ConvConfig)}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        if key not in {f.name for f in fields(ConvConfig)}:
+        if key not in known:
             raise ConfigError(f"--set {item!r}: unknown configuration field {key!r}")
         try:
             changes[key] = json.loads(value)
@@ -318,8 +318,7 @@ def _worst_case(c: ConvConfig) -> dict[str, Width]:
     win = c.pool * c.pool
     layers = _geometry(c)
     out: dict[str, tuple[int, int]] = {"input": (0, xmax), "weight": (wlo, whi), "bias": (blo, bhi)}
-    full, n = 1 << c.rate_bits, c.nudge_shift
-    out["nudge"] = ((-full) >> n, full >> n) if n >= 0 else (-full << -n, full << -n)
+    out["nudge"] = (shift(-(1 << c.rate_bits), c.nudge_shift), shift(1 << c.rate_bits, c.nudge_shift))
     acc_lo = acc_hi = 0
     drive_lo = drive_hi = 0
     upd = 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eqfpga.config import Config
+from eqfpga.config import Config, shift
 
 
 def membrane_step(v: np.ndarray, drive: np.ndarray, c: Config) -> np.ndarray:
@@ -50,5 +50,4 @@ def nudge(r: np.ndarray, target: np.ndarray, c: Config, sign: int = 1) -> np.nda
     for the convolutional model only) shifts left, exactly.
     """
     q = (target << c.rate_bits) - r
-    q = q if sign > 0 else -q
-    return q >> c.nudge_shift if c.nudge_shift >= 0 else q << -c.nudge_shift
+    return shift(q if sign > 0 else -q, c.nudge_shift)

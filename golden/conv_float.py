@@ -269,3 +269,50 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
         grad_v = [(1 - tau) * a + ((v > 0) & (v < 1)) * hh
                   for a, v, hh in zip(grad_v, vs[tt], h)]
     return gw, gb, loss
+
+
+
+def feedforward(x, p: FParams, c: ConvConfig):
+    """The same layers and weights without feedback, in one pass:
+    ``r_l = clip(FF_l(r_{l-1}) + b_l, 0, 1)`` with ``r_0 = x`` (``FF_l`` as in the drives).
+    What backprop trains in bench/conv_backprop.py, the reference for what this architecture
+    can reach. Returns (``[x, r_1, ..., r_L]``, pre-activations, max-pooling window choices)."""
+    r, z, idx = [x], [], []
+    for l, ly in enumerate(c.layers):
+        if ly.kind == "conv":
+            q, i = input_drive(r[-1], FParams([p.w[l]], [p.b[l]]), c)
+        else:
+            q, i = r[-1].reshape(len(x), -1) @ p.w[l], None
+        z.append(q + _bias(p.b[l], q.ndim)); idx.append(i)
+        r.append(np.clip(z[-1], 0, 1))
+    return r, z, idx
+
+
+def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = False):
+    """Gradient of ``L = 1/2 sum ||r_L - t||^2`` (batch summed) through :func:`feedforward`.
+    With ``mask_output=False`` the output's clip passes the error through unchanged, as EP's
+    nudge acts on the output membranes (an output clipped at 0 is still pulled up to its
+    target); the clip of every hidden layer is differentiated. Returns (dL/dW, dL/db, L,
+    predictions)."""
+    r, z, idx = feedforward(x, p, c)
+    t = np.eye(c.outputs, dtype=x.dtype)[labels]
+    err = r[-1] - t
+    g = err * ((z[-1] > 0) & (z[-1] < 1)) if mask_output else err
+    gw, gb = [None] * c.n_layers, [None] * c.n_layers
+    for l in range(c.n_layers - 1, -1, -1):
+        a = r[l]
+        if c.layers[l].kind == "conv":
+            up = _unpool(g, idx[l], c)
+            gw[l] = ops.weight_grad(a, up, c.kernel)
+            gb[l] = g.sum(axis=(0, 2, 3))
+            if l:
+                back = (ops.upsampled_conv_t(g, p.w[l], c.pool) / (c.pool * c.pool)
+                        if c.pooling == "avg" else ops.conv_t(up, p.w[l]))
+        else:
+            gw[l] = a.reshape(len(a), -1).T @ g
+            gb[l] = g.sum(axis=0)
+            if l:
+                back = (g @ p.w[l].T).reshape(a.shape)
+        if l:
+            g = back * ((z[l - 1] > 0) & (z[l - 1] < 1))
+    return gw, gb, 0.5 * float(np.sum(err ** 2)), np.argmax(z[-1], axis=1)

@@ -356,3 +356,30 @@ def test_update_rounding_is_unbiased_beyond_the_lfsr_bits(shift):
         lo = q >> shift
         assert set(np.unique(r)) <= {lo, lo + 1}
         assert abs(r.mean() - q / 2 ** shift) < 2 ** -15
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("mask_output", [True, False])
+def test_feedforward_grad_matches_finite_differences(pooling, mask_output):
+    c = replace(TINY, pooling=pooling)
+    X, y = _images(3)
+    fp = cf.FParams.from_int(conv.init_params(c), c)
+    fp.b[2][:] = 0.3   # some hidden units inside (0, 1) so every layer's gradient is non-zero
+    x = cf.float_input(X, c)
+    gw, gb, _, _ = cf.feedforward_grad(x, y, fp, c, mask_output)
+    t = np.eye(c.outputs)[y]
+    err = cf.feedforward(x, fp, c)[0][-1] - t
+
+    def loss(q):
+        r, z, _ = cf.feedforward(x, q, c)
+        # unmasked: the error is held fixed and meets the output's pre-activation directly
+        return 0.5 * np.sum((r[-1] - t) ** 2) if mask_output else np.sum(err * z[-1])
+    e = 1e-6
+    for l in range(c.n_layers):
+        i = tuple(s // 2 for s in fp.w[l].shape)
+        f = []
+        for sgn in (1, -1):
+            q = fp.copy(); q.w[l][i] += sgn * e
+            f.append(loss(q))
+        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-4, atol=1e-8)
+    assert all(np.abs(g).sum() > 0 for g in gw)

@@ -4,9 +4,9 @@ The network of a conv configuration without its feedback, one feed-forward pass
 (:func:`eqfpga.golden.conv_float.feedforward`, the same layers, pooling, clipped rates and
 initial weights), trained on ``1/2 ||r_L - t||^2`` with exact gradients. Optimisers:
 
-- ``ep-sgd``: plain SGD with EP's own per-layer learning rates, batch size and schedule (the
-  rates the integer shifts imply, :func:`~eqfpga.golden.conv_float.lr_scales`, halved as in
-  training): what EP would reach if its estimate were the true gradient of this network;
+- ``ep-sgd``: plain SGD with EP's own per-layer step sizes
+  (:func:`~eqfpga.golden.conv_float.step_sizes`), batch size and schedule: what EP would
+  reach if its estimate were the exact gradient of this network;
 - ``adam``: Adam (``--lr``), a well-tuned optimiser's reference.
 
 ``--train-layers 3,4`` trains only those weight layers (1-based) and keeps the rest at their
@@ -61,14 +61,6 @@ class Adam:
             a -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(a.dtype)
 
 
-def ep_sgd_rates(c: ConvConfig, epoch: int) -> list:
-    """Per parameter (weights, then biases), the factor on the batch-summed gradient that EP's
-    update applies in ``epoch`` (0-based): ``lr_scales`` times ``k beta``, as in ``train_batch``."""
-    kw, kb = cf.lr_scales(c.at_epoch(epoch))
-    k = (2.0 if c.symmetric_nudge else 1.0) * c.beta
-    return [k * s for s in kw + kb]
-
-
 def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, batch=1000) -> float:
     pred = [np.argmax(cf.feedforward(cf.float_input(split.images[i:i + batch], c, np.float32), p, c)[1][-1], 1)
             for i in range(0, len(split), batch)]
@@ -89,7 +81,8 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
     history = []
     for epoch in range(epochs):
         order = np.random.default_rng([c.seed, epoch]).permutation(len(train_set))
-        rates = ep_sgd_rates(c, epoch)
+        sw, sb = cf.step_sizes(c.at_epoch(epoch))
+        rates = sw + sb
         correct, t0 = 0, time.perf_counter()
         for i in tqdm(range(0, len(order), batch), desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
                       disable=not progress, mininterval=1.0):

@@ -210,12 +210,19 @@ def train_batch(pixels, labels, p: FParams, c: ConvConfig, spiking: bool = False
     """One EP step in float with the learning rates the integer shifts imply; returns predictions."""
     x = float_input(pixels, c, dtype)
     gw, gb, pred = ep_estimate(x, np.asarray(labels), p, c, spiking)
-    kw, kb = lr_scales(c)
-    k = (2.0 if c.symmetric_nudge else 1.0) * c.beta   # the integer shifts hold 1/(k beta)
+    sw, sb = step_sizes(c)
     for l in range(c.n_layers):
-        p.w[l] -= (kw[l] * k * gw[l]).astype(p.w[l].dtype)
-        p.b[l] -= (kb[l] * k * gb[l]).astype(p.b[l].dtype)
+        p.w[l] -= (sw[l] * gw[l]).astype(p.w[l].dtype)
+        p.b[l] -= (sb[l] * gb[l]).astype(p.b[l].dtype)
     return pred
+
+
+def step_sizes(c: ConvConfig) -> tuple[list, list]:
+    """Per layer, the learning rate one training step applies to a batch-summed ``dL/dW``
+    (``dL/db``): :func:`lr_scales` times ``k beta``, since the integer shifts hold ``1/(k beta)``."""
+    kw, kb = lr_scales(c)
+    k = (2.0 if c.symmetric_nudge else 1.0) * c.beta
+    return [k * s for s in kw], [k * s for s in kb]
 
 
 def infer(pixels, p: FParams, c: ConvConfig, spiking: bool = False, dtype=np.float32):

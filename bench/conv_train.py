@@ -11,6 +11,8 @@ Checkpoints go to ``--out`` (default ``bench/results/conv_<config>-<mode>-<datas
 (plus ``epochNNN.npz``), ``history.json`` with per-epoch accuracy and time per sample, and
 ``training.png``. ``--set KEY=VALUE`` changes configuration fields (values in JSON: ``w_shifts=[15,15,14,13]``,
 ``minus_from_free=false``) for experiments. ``--max-minutes`` stops (with a checkpoint) after that much training time.
+``--branch-from CK`` starts a new run (``--out``) from the end of an epoch of another run, with this
+configuration (network and weight formats must match; the learning rule, phases and dynamics may differ).
 The summary (``--json``) includes the time per full 60,000-sample epoch extrapolated from the
 measured time per sample.
 """
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 from eqfpga.config import ConfigError
+from eqfpga.data import DataError
 from eqfpga.conv_config import load_conv_config, with_overrides
 from eqfpga.golden import conv_train
 
@@ -44,10 +47,15 @@ def main(argv=None):
     ap.add_argument("--checkpoint-every", type=int, default=2000)
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--branch-from", type=Path, default=None, metavar="CK",
+                    help="start from the end of an epoch of another run (its last.npz or epochNNN.npz) "
+                         "with this configuration: a new schedule, phases or dynamics for trained weights")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write a summary here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if a.resume and a.branch_from:
+        ap.error("--resume continues a run, --branch-from starts a new one: give one")
     c = load_conv_config(a.config)
     try:
         c = with_overrides(c, a.set)
@@ -58,11 +66,14 @@ def main(argv=None):
     if dataset == "fashion-mnist" and data_dir is None:
         data_dir = Path("/work/shared/data/fashion-mnist")
     out = a.out or RESULTS / f"{c.name}-{a.mode}-{dataset}"
-    ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, dataset=dataset,
-                        data_dir=data_dir, train_samples=a.train_samples, test_samples=a.test_samples,
-                        checkpoint_every=a.checkpoint_every,
-                        max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
-                        progress=not a.no_progress)
+    try:
+        ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, dataset=dataset,
+                            data_dir=data_dir, train_samples=a.train_samples, test_samples=a.test_samples,
+                            checkpoint_every=a.checkpoint_every,
+                            max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
+                            branch_from=a.branch_from, progress=not a.no_progress)
+    except (conv_train.ConvCheckpointError, DataError) as e:
+        raise SystemExit(f"error: {e}") from None
     if ck.history:
         plot(ck.history, out / "training.png", f"{c.name} ({a.mode}, {dataset})")
     h = ck.history[-1] if ck.history else None

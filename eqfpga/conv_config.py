@@ -369,7 +369,8 @@ def _worst_case(c: ConvConfig) -> dict[str, Width]:
     return result
 
 
-_KNOWN_SECTIONS = {
+#: The TOML sections of a conv configuration and their fields.
+SECTIONS = {
     "network": ("image_size", "input_channels", "conv_channels", "kernel", "pool", "pooling",
                 "fc_hidden", "outputs"),
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
@@ -404,10 +405,10 @@ def load_conv_config(name_or_path: str | Path) -> ConvConfig:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     kwargs = {"name": doc.pop("name", path.stem), "description": doc.pop("description", "")}
     for section, table in doc.items():
-        if section not in _KNOWN_SECTIONS or not isinstance(table, dict):
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(_KNOWN_SECTIONS)})")
+        if section not in SECTIONS or not isinstance(table, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
         for key, value in table.items():
-            if key not in _KNOWN_SECTIONS[section]:
+            if key not in SECTIONS[section]:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
             kwargs[key] = value
     return ConvConfig(**kwargs)
@@ -418,7 +419,7 @@ def conv_config_to_toml(c: ConvConfig) -> str:
     if c.description:
         lines.append(f"description = {json.dumps(c.description)}")
     d = c.to_dict()
-    for section, keys in _KNOWN_SECTIONS.items():
+    for section, keys in SECTIONS.items():
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {json.dumps(d[k])}" for k in keys]
     return "\n".join(lines) + "\n"

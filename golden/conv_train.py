@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.conv_config import TRAINING_MODES as MODES, ConvConfig, ConfigError, conv_config_from_dict
+from eqfpga.conv_config import SECTIONS, TRAINING_MODES as MODES, ConvConfig, ConfigError, conv_config_from_dict
 from eqfpga.golden import conv, conv_float as cf
 
 FORMAT = "eqfpga-conv-checkpoint-1"
@@ -109,7 +109,7 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
         raise ConvCheckpointError(f"{path}: made for configuration {own.name!r}, not {config.name!r} "
                                   f"(they differ in {', '.join(differ)})")
     if mode is not None and meta["mode"] != mode:
-        raise ConvCheckpointError(f"{path}: a {meta['mode']} checkpoint, not {mode}")
+        raise ConvCheckpointError(f"{path}: trained in {meta['mode']} mode, not {mode}")
     L = own.n_layers
     if meta["mode"] == "int":
         params = conv.Params.from_arrays(arrays, own)
@@ -136,6 +136,27 @@ def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
     return ConvCheckpoint(c, mode, p, conv.seeded_streams(c))
 
 
+def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
+    """A run on configuration ``c`` that starts from the end of an epoch of another run (its
+    ``last.npz`` or ``epochNNN.npz``): weights, LFSR streams, epoch count and history carry
+    over; the learning rule, phases and dynamics become ``c``'s (its schedule at that epoch).
+    The network and, for the integer model, the weight and bias formats must be the same."""
+    ck = load(path, mode=mode)
+    old = ck.config
+    fixed = SECTIONS["network"] + (("weight_bits", "weight_frac_bits", "bias_bits") if mode == "int" else ())
+    differ = [f for f in fixed if getattr(old, f) != getattr(c, f)]
+    if differ:
+        raise ConvCheckpointError(f"{path}: its weights do not fit configuration {c.name!r} "
+                                  f"(they differ in {', '.join(differ)})")
+    if ck.position:
+        raise ConvCheckpointError(f"{path}: saved in the middle of epoch {ck.epoch + 1}; branch from "
+                                  f"the end of an epoch (epoch{ck.epoch:03d}.npz)")
+    branches = ck.meta.get("branches", []) + [{"from": str(path), "config": old.name,
+                                               "model_hash": old.model_hash, "epoch": ck.epoch}]
+    return ConvCheckpoint(c, mode, ck.params, ck.streams, ck.epoch, 0, ck.samples_seen, ck.history,
+                          {"branches": branches})
+
+
 def train_step(ck: ConvCheckpoint, rule: ConvConfig, images, labels) -> np.ndarray:
     if ck.mode == "int":
         return conv.train_batch(images, labels, ck.params, rule, ck.streams)
@@ -155,15 +176,23 @@ class _Stop(Exception):
 def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: bool = False,
         dataset: str = "mnist", data_dir=None, train_samples: int | None = None,
         test_samples: int | None = None, checkpoint_every: int = 2000, max_seconds: float | None = None,
-        progress: bool = True, log=print) -> ConvCheckpoint:
+        branch_from: str | Path | None = None, progress: bool = True, log=print) -> ConvCheckpoint:
     """Train to ``epochs`` completed epochs, checkpointing into ``out/last.npz`` every
     ``checkpoint_every`` samples, at each epoch end, on Ctrl-C / SIGTERM, and when
-    ``max_seconds`` of training have passed (then it returns; continue with ``resume``)."""
+    ``max_seconds`` of training have passed (then it returns; continue with ``resume``).
+    ``branch_from`` starts from another run's checkpoint instead of fresh weights (:func:`branch`)."""
     out = Path(out)
     last = out / "last.npz"
-    ck = load(last, c, mode) if resume else fresh(c, mode)
+    if resume and branch_from is not None:
+        raise ValueError("resume continues this run; branch_from starts a new one: not both")
     if resume:
+        ck = load(last, c, mode)
         log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
+    elif branch_from is not None:
+        ck = branch(branch_from, c, mode)
+        log(f"branching from {branch_from} after epoch {ck.epoch}")
+    else:
+        ck = fresh(c, mode)
     train_set = data.load("train", dataset, data_dir).take(train_samples)
     test_set = data.load("test", dataset, data_dir).take(test_samples)
     n = len(train_set)

@@ -323,7 +323,7 @@ def test_float_spiking_mode_trains_with_spikes_and_keeps_its_mode(tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(ck.params.w, rate.params.w))
     conv_train.save(ck, tmp_path / "s.npz")
     assert conv_train.load(tmp_path / "s.npz").mode == "float-spiking"
-    with pytest.raises(conv_train.ConvCheckpointError, match="float-spiking checkpoint, not float"):
+    with pytest.raises(conv_train.ConvCheckpointError, match="trained in float-spiking mode, not float"):
         conv_train.load(tmp_path / "s.npz", SMALL, "float")
     with pytest.raises(ValueError, match="mode must be one of"):
         conv_train.fresh(SMALL, "double")
@@ -383,3 +383,34 @@ def test_feedforward_grad_matches_finite_differences(pooling, mask_output):
             f.append(loss(q))
         assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-4, atol=1e-8)
     assert all(np.abs(g).sum() > 0 for g in gw)
+
+
+def test_branch_carries_weights_and_history_into_a_new_configuration(tmp_path):
+    import eqfpga.golden.conv_train as ct
+
+    small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,
+                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120))
+    quiet = dict(mode="int", train_samples=32, test_samples=16, progress=False, log=lambda *a: None)
+    first = ct.fit(small, tmp_path / "a", 1, **quiet)
+    slower = replace(small, name="slower", w_shifts=tuple(s + 2 for s in small.w_shifts), nudge_steps=3)
+    ck = ct.fit(slower, tmp_path / "b", 2, branch_from=tmp_path / "a" / "epoch001.npz", **quiet)
+    assert ck.epoch == 2 and ck.history[0] == first.history[0] and len(ck.history) == 2
+    assert ck.meta["branches"] == [{"from": str(tmp_path / "a" / "epoch001.npz"), "config": small.name,
+                                    "model_hash": small.model_hash, "epoch": 1}]
+    # the branch trained epoch 2 with its own rule, from the first run's weights
+    manual = ct.load(tmp_path / "a" / "epoch001.npz")
+    tr = data.load("train").take(32)
+    order = ct.epoch_order(slower, 1, 32)
+    for i in range(0, 32, 16):
+        ct.train_step(manual, slower.at_epoch(1), tr.images[order[i:i + 16]], tr.labels[order[i:i + 16]])
+    assert all(np.array_equal(a, b) for a, b in zip(manual.params.w, ck.params.w))
+    assert ct.load(tmp_path / "b" / "last.npz", slower, "int").meta["branches"][0]["epoch"] == 1
+    with pytest.raises(ct.ConvCheckpointError, match=r"do not fit configuration 'wide' \(they differ in fc_hidden\)"):
+        ct.branch(tmp_path / "a" / "epoch001.npz", replace(small, name="wide", fc_hidden=(9,)), "int")
+    with pytest.raises(ct.ConvCheckpointError, match="trained in int mode, not float"):
+        ct.branch(tmp_path / "a" / "epoch001.npz", small, "float")
+    ct.fit(small, tmp_path / "c", 1, max_seconds=0.0, **quiet)
+    with pytest.raises(ct.ConvCheckpointError, match="middle of epoch 1"):
+        ct.branch(tmp_path / "c" / "last.npz", small, "int")
+    with pytest.raises(ValueError, match="not both"):
+        ct.fit(small, tmp_path / "a", 2, resume=True, branch_from=tmp_path / "a" / "epoch001.npz", **quiet)

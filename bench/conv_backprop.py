@@ -49,10 +49,10 @@ class Adam:
         self.m = [np.zeros_like(a) for a in params]
         self.v = [np.zeros_like(a) for a in params]
 
-    def step(self, params: list, grads: list, train: list):
+    def step(self, params: list, grads: list, trainable: list):
         self.t += 1
         for j, (a, g) in enumerate(zip(params, grads)):
-            if not train[j]:
+            if not trainable[j]:
                 continue
             self.m[j] = self.b1 * self.m[j] + (1 - self.b1) * g
             self.v[j] = self.b2 * self.v[j] + (1 - self.b2) * g * g
@@ -75,7 +75,7 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
     p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
     L = c.n_layers
     layers = set(range(1, L + 1) if train_layers is None else train_layers)
-    train = [(j % L) + 1 in layers for j in range(2 * L)]
+    trainable = [(j % L) + 1 in layers for j in range(2 * L)]
     batch = batch or (c.batch_size if optimizer == "ep-sgd" else 32)
     adam = Adam(p.w + p.b, lr) if optimizer == "adam" else None
     history = []
@@ -92,9 +92,9 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
             correct += int(np.sum(pred == train_set.labels[idx]))
             params, grads = p.w + p.b, gw + gb
             if adam:
-                adam.step(params, [g / len(idx) for g in grads], train)
+                adam.step(params, [g / len(idx) for g in grads], trainable)
             else:
-                for a, g, k, on in zip(params, grads, rates, train):
+                for a, g, k, on in zip(params, grads, rates, trainable):
                     if on:
                         a -= (k * g).astype(a.dtype)
         h = {"epoch": epoch + 1, "train_accuracy": correct / len(order),

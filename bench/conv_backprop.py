@@ -37,7 +37,7 @@ import numpy as np
 from eqfpga import data
 from eqfpga.config import ConfigError
 from eqfpga.conv_config import ConvConfig, load_conv_config, with_overrides
-from eqfpga.golden import conv, conv_float as cf
+from eqfpga.golden import conv, conv_float as cf, conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPTIMIZERS = ("adam", "ep-sgd")
@@ -128,8 +128,7 @@ def main(argv=None):
         layers = None if a.train_layers is None else [int(s) for s in a.train_layers.split(",")]
         if layers and not all(1 <= l <= c.n_layers for l in layers):
             raise ConfigError(f"--train-layers: layers are 1..{c.n_layers}")
-        dataset = a.dataset or ("fashion-mnist" if "fashion" in c.name else "mnist")
-        data_dir = a.data or (Path("/work/shared/data/fashion-mnist") if dataset == "fashion-mnist" else None)
+        dataset, data_dir = conv_train.run_data(c, a.dataset, a.data)
         tr = data.load("train", dataset, data_dir).take(a.train_samples)
         te = data.load("test", dataset, data_dir).take(a.test_samples)
     except (ConfigError, ValueError, data.DataError) as e:

@@ -38,8 +38,7 @@ def main(argv=None):
     for path in a.checkpoints:
         try:
             ck = conv_train.load(path)
-            dataset = ck.meta.get("dataset", "mnist")
-            folder = a.data or (Path("/work/shared/data/fashion-mnist") if dataset == "fashion-mnist" else None)
+            dataset, folder = conv_train.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
             test = data.load("test", dataset, folder).take(a.test_samples)
         except (conv_train.ConvCheckpointError, data.DataError) as e:
             raise SystemExit(f"error: {e}") from None

@@ -41,7 +41,7 @@ def main(argv=None):
                     help="override configuration fields (JSON values)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: from the config name)")
-    ap.add_argument("--data", type=Path, default=None, help="data folder (Fashion-MNIST: /work/shared/data/fashion-mnist)")
+    ap.add_argument("--data", type=Path, default=None, help="data folder (default: shipped MNIST, else ../shared/data/<dataset>)")
     ap.add_argument("--train-samples", type=int, default=None)
     ap.add_argument("--test-samples", type=int, default=None)
     ap.add_argument("--checkpoint-every", type=int, default=2000)
@@ -61,10 +61,7 @@ def main(argv=None):
         c = with_overrides(c, a.set)
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    dataset = a.dataset or ("fashion-mnist" if "fashion" in c.name else "mnist")
-    data_dir = a.data
-    if dataset == "fashion-mnist" and data_dir is None:
-        data_dir = Path("/work/shared/data/fashion-mnist")
+    dataset, data_dir = conv_train.run_data(c, a.dataset, a.data)
     out = a.out or RESULTS / f"{c.name}-{a.mode}-{dataset}"
     try:
         ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, dataset=dataset,

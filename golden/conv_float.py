@@ -68,10 +68,15 @@ def _unpool(s, idx, c):
     return ops.unpool(s, idx, c.pool)
 
 
-def input_drive(x, p: FParams, c: ConvConfig):
+def conv_pool(a, w, c: ConvConfig):
+    """Convolution then pooling of ``a`` with kernel ``w``; returns (pooled, max-pool window choices)."""
     if c.pooling == "avg":
-        return ops.pooled_conv(x, p.w[0], c.pool) / (c.pool * c.pool), None
-    return ops.max_pool(ops.conv(x, p.w[0]), c.pool)
+        return ops.pooled_conv(a, w, c.pool) / (c.pool * c.pool), None
+    return ops.max_pool(ops.conv(a, w), c.pool)
+
+
+def input_drive(x, p: FParams, c: ConvConfig):
+    return conv_pool(x, p.w[0], c)
 
 
 def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
@@ -278,7 +283,6 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
     return gw, gb, loss
 
 
-
 def feedforward(x, p: FParams, c: ConvConfig):
     """The same layers and weights without feedback, in one pass:
     ``r_l = clip(FF_l(r_{l-1}) + b_l, 0, 1)`` with ``r_0 = x`` (``FF_l`` as in the drives).
@@ -287,7 +291,7 @@ def feedforward(x, p: FParams, c: ConvConfig):
     r, z, idx = [x], [], []
     for l, ly in enumerate(c.layers):
         if ly.kind == "conv":
-            q, i = input_drive(r[-1], FParams([p.w[l]], [p.b[l]]), c)
+            q, i = conv_pool(r[-1], p.w[l], c)
         else:
             q, i = r[-1].reshape(len(x), -1) @ p.w[l], None
         z.append(q + _bias(p.b[l], q.ndim)); idx.append(i)

@@ -123,6 +123,20 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
                           meta["samples_seen"], meta["history"], meta["meta"])
 
 
+#: Where data sets that are not shipped are looked for by default: ``shared/data/<name>``
+#: beside the repository (the layout of the development and CI machines).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def run_data(c: ConvConfig, dataset: str | None = None, data_dir=None) -> tuple[str, Path | None]:
+    """The data set of a run (given, else Fashion-MNIST for configurations named for it, else
+    MNIST) and its folder (given, else the shipped MNIST or :data:`SHARED_DATA`)."""
+    dataset = dataset or ("fashion-mnist" if "fashion" in c.name else "mnist")
+    if data_dir is None and dataset != "mnist" and (SHARED_DATA / dataset).is_dir():
+        data_dir = SHARED_DATA / dataset
+    return dataset, data_dir
+
+
 def epoch_order(c: ConvConfig, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([c.seed, epoch]).permutation(n)
 

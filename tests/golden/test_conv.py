@@ -386,8 +386,7 @@ def test_feedforward_grad_matches_finite_differences(pooling, mask_output):
 
 
 def test_branch_carries_weights_and_history_into_a_new_configuration(tmp_path):
-    import eqfpga.golden.conv_train as ct
-
+    ct = conv_train
     small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,
                     free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120))
     quiet = dict(mode="int", train_samples=32, test_samples=16, progress=False, log=lambda *a: None)

@@ -283,6 +283,10 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
     return gw, gb, loss
 
 
+#: losses :func:`feedforward_grad` differentiates
+LOSSES = ("mse", "ce")
+
+
 def feedforward(x, p: FParams, c: ConvConfig):
     """The same layers and weights without feedback, in one pass:
     ``r_l = clip(FF_l(r_{l-1}) + b_l, 0, 1)`` with ``r_0 = x`` (``FF_l`` as in the drives).
@@ -299,16 +303,27 @@ def feedforward(x, p: FParams, c: ConvConfig):
     return r, z, idx
 
 
-def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = False):
-    """Gradient of ``L = 1/2 sum ||r_L - t||^2`` (batch summed) through :func:`feedforward`.
-    With ``mask_output=False`` the output's clip passes the error through unchanged, as EP's
-    nudge acts on the output membranes (an output clipped at 0 is still pulled up to its
-    target); the clip of every hidden layer is differentiated. Returns (dL/dW, dL/db, L,
+def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = False, loss: str = "mse"):
+    """Gradient of the batch-summed loss through :func:`feedforward`. ``loss="mse"``:
+    ``L = 1/2 sum ||r_L - t||^2``; with ``mask_output=False`` the output's clip passes the
+    error through unchanged, as EP's nudge acts on the output membranes (an output clipped at
+    0 is still pulled up to its target). ``loss="ce"``: softmax cross-entropy of the output
+    pre-activations (a read-out outside the energy, for comparison; ``mask_output`` does not
+    apply). The clip of every hidden layer is differentiated. Returns (dL/dW, dL/db, L,
     predictions)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     r, z, idx = feedforward(x, p, c)
     t = np.eye(c.outputs, dtype=x.dtype)[labels]
-    err = r[-1] - t
-    g = err * ((z[-1] > 0) & (z[-1] < 1)) if mask_output else err
+    if loss == "ce":
+        shifted = z[-1] - z[-1].max(axis=1, keepdims=True)
+        log_soft = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        g = np.exp(log_soft) - t
+        value = -float(np.sum(t * log_soft))
+    else:
+        err = r[-1] - t
+        g = err * ((z[-1] > 0) & (z[-1] < 1)) if mask_output else err
+        value = 0.5 * float(np.sum(err ** 2))
     gw, gb = [None] * c.n_layers, [None] * c.n_layers
     for l in range(c.n_layers - 1, -1, -1):
         a = r[l]
@@ -326,4 +341,4 @@ def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = F
                 back = (g @ p.w[l].T).reshape(a.shape)
         if l:
             g = back * ((z[l - 1] > 0) & (z[l - 1] < 1))
-    return gw, gb, 0.5 * float(np.sum(err ** 2)), np.argmax(z[-1], axis=1)
+    return gw, gb, value, np.argmax(z[-1], axis=1)

@@ -385,6 +385,37 @@ def test_feedforward_grad_matches_finite_differences(pooling, mask_output):
     assert all(np.abs(g).sum() > 0 for g in gw)
 
 
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_feedforward_grad_of_cross_entropy_matches_finite_differences(pooling):
+    c = replace(TINY, pooling=pooling)
+    X, y = _images(3)
+    fp = cf.FParams.from_int(conv.init_params(c), c)
+    fp.b[2][:] = 0.3
+    x = cf.float_input(X, c)
+    gw, gb, value, _ = cf.feedforward_grad(x, y, fp, c, loss="ce")
+
+    def loss(q):
+        z = cf.feedforward(x, q, c)[1][-1]
+        return float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+    assert np.isclose(value, loss(fp))
+    e = 1e-6
+    for l in range(c.n_layers):
+        i = tuple(s // 2 for s in fp.w[l].shape)
+        f = []
+        for sgn in (1, -1):
+            q = fp.copy(); q.w[l][i] += sgn * e
+            f.append(loss(q))
+        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-4, atol=1e-8)
+    assert all(np.abs(g).sum() > 0 for g in gw)
+
+
+def test_feedforward_grad_refuses_an_unknown_loss():
+    c = TINY
+    X, y = _images(1)
+    with pytest.raises(ValueError, match="loss must be one of mse, ce"):
+        cf.feedforward_grad(cf.float_input(X, c), y, cf.FParams.from_int(conv.init_params(c), c), c, loss="l1")
+
+
 def test_branch_carries_weights_and_history_into_a_new_configuration(tmp_path):
     ct = conv_train
     small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,

@@ -19,6 +19,12 @@ grows by ``2N``: the first convolution's output keeps the image's size, as a 'sa
 would, and every later map grows with it). A Fashion-MNIST epoch takes about 15 s (16/32 channels,
 one core), some 40 times less than an EP epoch.
 
+``--network recurrent`` trains EP's own network instead, feedback included: its ``--steps``
+free steps (default: the config's ``free_steps``) differentiated through time
+(:func:`~eqfpga.golden.conv_float.bptt_grad`), test accuracy from the same free phase. It is the
+exact-gradient twin of an EP run (the same dynamics, inference and step sizes), at about the
+cost of an EP epoch with 32 steps and twice that with 64.
+
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --optimizer adam
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --optimizer ep-sgd
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --train-layers 3,4
@@ -46,6 +52,7 @@ from eqfpga.golden import conv, conv_float as cf, conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPTIMIZERS = ("adam", "ep-sgd")
+NETWORKS = ("ff", "recurrent")
 
 
 class Adam:
@@ -66,7 +73,9 @@ class Adam:
             a -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(a.dtype)
 
 
-def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, batch=1000) -> float:
+def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, network="ff", batch=1000) -> float:
+    if network == "recurrent":
+        return cf.accuracy(split.images, split.labels, p, c)
     pred = [np.argmax(cf.feedforward(cf.float_input(split.images[i:i + batch], c, np.float32), p, c)[1][-1], 1)
             for i in range(0, len(split), batch)]
     return float(np.mean(np.concatenate(pred) == split.labels))
@@ -82,7 +91,7 @@ def pad_images(split: data.Split, size: int, pad: int) -> data.Split:
 
 def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, optimizer: str,
           lr: float = 1e-3, batch: int | None = None, train_layers=None, mask_output=False,
-          loss="mse", progress=True, log=print) -> list:
+          loss="mse", network="ff", progress=True, log=print, on_epoch=None) -> list:
     from tqdm import tqdm
 
     p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
@@ -101,7 +110,10 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
                       disable=not progress, mininterval=1.0):
             idx = order[i:i + batch]
             x = cf.float_input(train_set.images[idx], c, np.float32)
-            gw, gb, _, pred = cf.feedforward_grad(x, train_set.labels[idx], p, c, mask_output, loss)
+            if network == "recurrent":
+                gw, gb, _, pred = cf.bptt_grad(x, train_set.labels[idx], p, c, c.free_steps, mask_output)
+            else:
+                gw, gb, _, pred = cf.feedforward_grad(x, train_set.labels[idx], p, c, mask_output, loss)
             correct += int(np.sum(pred == train_set.labels[idx]))
             params, grads = p.w + p.b, gw + gb
             if adam:
@@ -111,10 +123,12 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
                     if on:
                         a -= (k * g).astype(a.dtype)
         h = {"epoch": epoch + 1, "train_accuracy": correct / len(order),
-             "test_accuracy": accuracy(test_set, p, c), "train_seconds": time.perf_counter() - t0}
+             "test_accuracy": accuracy(test_set, p, c, network), "train_seconds": time.perf_counter() - t0}
         history.append(h)
         log(f"epoch {h['epoch']}: train (online) {100 * h['train_accuracy']:.2f}%  "
             f"test {100 * h['test_accuracy']:.2f}%  ({h['train_seconds']:.0f} s)")
+        if on_epoch:
+            on_epoch(history)
     return history
 
 
@@ -130,6 +144,11 @@ def main(argv=None):
     ap.add_argument("--mask-output", action="store_true", help="differentiate the output clip too")
     ap.add_argument("--loss", choices=cf.LOSSES, default="mse",
                     help="mse: 1/2 ||r_L - t||^2 as EP's nudge (default); ce: softmax cross-entropy read-out")
+    ap.add_argument("--network", choices=NETWORKS, default="ff",
+                    help="ff: one feed-forward pass (default); recurrent: EP's own network, feedback "
+                         "included, its free phase differentiated through time (BPTT, --steps)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="free steps of the recurrent network (default: the config's free_steps)")
     ap.add_argument("--pad", type=int, default=0, metavar="N", help="zero-pad the images by N pixels per side")
     ap.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: from the config name)")
     ap.add_argument("--data", type=Path, default=None)
@@ -143,6 +162,10 @@ def main(argv=None):
         c = with_overrides(load_conv_config(a.config), a.set)
         if a.pad < 0:
             raise ConfigError(f"--pad must be >= 0, got {a.pad}")
+        if a.network == "recurrent" and a.loss != "mse":
+            raise ConfigError("--network recurrent trains the mse loss only")
+        if a.steps is not None:
+            c = with_overrides(c, [f"free_steps={a.steps}"])
         size = c.image_size
         if a.pad:
             c = with_overrides(c, [f"image_size={size + 2 * a.pad}"])
@@ -156,15 +179,20 @@ def main(argv=None):
             tr, te = pad_images(tr, size, a.pad), pad_images(te, size, a.pad)
     except (ConfigError, ValueError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
-    history = train(c, tr, te, a.epochs, a.optimizer, a.lr, a.batch, layers, a.mask_output,
-                    a.loss, progress=not a.no_progress)
     summary = {"config": c.to_dict(), "dataset": dataset, "optimizer": a.optimizer,
                "lr": a.lr if a.optimizer == "adam" else None, "train_layers": layers,
-               "mask_output": a.mask_output, "loss": a.loss, "pad": a.pad, "history": history,
+               "mask_output": a.mask_output, "loss": a.loss, "pad": a.pad, "network": a.network,
+               "history": [],
                "command": "python " + " ".join(["bench/conv_backprop.py"] + (argv if argv is not None else sys.argv[1:]))}
     out = a.json or RESULTS / f"conv_backprop_{c.name}_{a.optimizer}{'_' + a.tag if a.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+
+    def save(history):   # after every epoch: a long run stopped early keeps what it measured
+        summary["history"] = history
+        out.write_text(json.dumps(summary, indent=2))
+
+    train(c, tr, te, a.epochs, a.optimizer, a.lr, a.batch, layers, a.mask_output, a.loss, a.network,
+          progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")
     return summary
 

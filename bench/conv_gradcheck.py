@@ -73,7 +73,7 @@ def main(argv=None):
         fp = cf.FParams.from_int(conv.init_params(c), c)
         x = cf.float_input(X, c)
         t0 = time.perf_counter()
-        ref, _, loss = cf.bptt_grad(x, y, fp, c, steps=a.steps)
+        ref, _, loss, _ = cf.bptt_grad(x, y, fp, c, steps=a.steps)
         t_bptt = time.perf_counter() - t0
         for spiking in (False, True):
             for beta in (betas if spiking else betas[:1]):
@@ -127,7 +127,7 @@ def trained(a, betas):
     tr = data.load("train", dataset, a.data)
     pick = np.random.default_rng(0).permutation(len(tr))[:a.samples]
     x, y = cf.float_input(tr.images[pick], c), tr.labels[pick].astype(np.int64)
-    ref, _, _ = cf.bptt_grad(x, y, p, c, steps=a.steps)
+    ref, _, _, _ = cf.bptt_grad(x, y, p, c, steps=a.steps)
     settle = free_phase_settling(x, p, c, a.steps)
     rows = []
     for n in [int(v) for v in a.nudges.split(",")]:

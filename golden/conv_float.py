@@ -242,10 +242,13 @@ def accuracy(pixels, labels, p: FParams, c: ConvConfig, spiking=False, batch=500
     return float(np.mean(pred == np.asarray(labels)))
 
 
-def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
+def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None, mask_output: bool = True):
     """Gradient of ``L = 1/2 sum ||r_L(T) - t||^2`` (batch summed) after ``T`` free steps of
     the rate dynamics, by backpropagation through time. Stores every step's state (the memory
-    EP avoids). Returns (dL/dW list, dL/db list, L)."""
+    EP avoids). ``mask_output=False`` passes the output error through the output's clip, as
+    :func:`feedforward_grad` does by default (what bench/conv_backprop.py trains); the gradient
+    check keeps the true gradient. Returns (dL/dW list, dL/db list, L, predictions: the argmax
+    of the output membranes after ``T`` steps, as :func:`infer`)."""
     T = steps or c.free_steps
     tau = 2.0 ** -c.leak_shift
     L = c.n_layers
@@ -266,7 +269,7 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
     rT = np.clip(st.v[-1], 0, 1)
     loss = 0.5 * float(np.sum((rT - t) ** 2))
     grad_v = [np.zeros_like(v) for v in st.v]
-    grad_v[-1] = (rT - t) * ((st.v[-1] > 0) & (st.v[-1] < 1))
+    grad_v[-1] = (rT - t) * ((st.v[-1] > 0) & (st.v[-1] < 1)) if mask_output else rT - t
     gw = [np.zeros_like(w) for w in p.w]
     gb = [np.zeros_like(b) for b in p.b]
     for tt in range(T - 1, -1, -1):
@@ -280,7 +283,7 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None):
         h, _ = interact(g, p, c, idxs[tt])                  # symmetric Jacobian^T g
         grad_v = [(1 - tau) * a + ((v > 0) & (v < 1)) * hh
                   for a, v, hh in zip(grad_v, vs[tt], h)]
-    return gw, gb, loss
+    return gw, gb, loss, np.argmax(st.v[-1], axis=1)
 
 
 #: losses :func:`feedforward_grad` differentiates

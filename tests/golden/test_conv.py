@@ -233,7 +233,7 @@ def test_ep_matches_bptt_with_average_pooling(from_free, average):
     X, y = _images(4)
     fp = cf.FParams.from_int(conv.init_params(c), c)
     x = cf.float_input(X, c)
-    ref, _, _ = cf.bptt_grad(x, y, fp, c, steps=400)
+    ref, _, _, _ = cf.bptt_grad(x, y, fp, c, steps=400)
     est, _, _ = cf.ep_estimate(x, y, fp, c, spiking=False, free_steps=400, nudge_steps=400, beta=0.01)
     for a, b in zip(ref, est):
         assert (a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99
@@ -245,7 +245,7 @@ def test_bptt_matches_finite_differences():
     X, y = _images(2)
     fp = cf.FParams.from_int(conv.init_params(c), c)
     x = cf.float_input(X, c)
-    gw, _, _ = cf.bptt_grad(x, y, fp, c, steps=20)
+    gw, _, _, _ = cf.bptt_grad(x, y, fp, c, steps=20)
     e = 1e-6
     for l, i in ((0, (1, 0, 1, 2)), (1, (2, 3, 0, 1)), (2, (5, 3)), (3, (4, 7))):
         f = []
@@ -253,6 +253,34 @@ def test_bptt_matches_finite_differences():
             q = fp.copy(); q.w[l][i] += sgn * e
             f.append(cf.bptt_grad(x, y, q, c, steps=20)[2])
         assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-3, atol=1e-7)
+
+
+def test_bptt_unmasked_output_error_matches_finite_differences_and_predicts_as_infer():
+    c = replace(TINY, free_steps=20)
+    X, y = _images(3)
+    fp = cf.FParams.from_int(conv.init_params(c), c)
+    x = cf.float_input(X, c)
+    gw, _, _, pred = cf.bptt_grad(x, y, fp, c, mask_output=False)
+    assert np.array_equal(pred, cf.infer(X, fp, c, dtype=np.float64))
+    vT = _free_output_membranes(x, fp, c)
+    err = np.clip(vT, 0, 1) - np.eye(c.outputs)[y]
+
+    def loss(q):   # the error held fixed meets the output membranes directly
+        return float(np.sum(err * _free_output_membranes(x, q, c)))
+    e = 1e-6
+    for l in range(c.n_layers):
+        i = tuple(s // 2 for s in fp.w[l].shape)
+        f = []
+        for sgn in (1, -1):
+            q = fp.copy(); q.w[l][i] += sgn * e
+            f.append(loss(q))
+        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-3, atol=1e-7)
+
+
+def _free_output_membranes(x, p, c):
+    d, idx0 = cf.input_drive(x, p, c)
+    st = cf.run_phase(cf.FState.zeros(len(x), c, idx0, x.dtype), d, p, c, c.free_steps, False)
+    return st.v[-1]
 
 
 def test_integer_and_float_spiking_networks_agree():

@@ -23,7 +23,9 @@ one core), some 40 times less than an EP epoch.
 free steps (default: the config's ``free_steps``) differentiated through time
 (:func:`~eqfpga.golden.conv_float.bptt_grad`), test accuracy from the same free phase. It is the
 exact-gradient twin of an EP run (the same dynamics, inference and step sizes), at about the
-cost of an EP epoch with 32 steps and twice that with 64.
+cost of an EP epoch with 32 steps and twice that with 64. ``--cross-check`` also tests each
+epoch's weights in the other network: what feed-forward training is worth to the recurrent
+network EP trains, and the reverse.
 
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --optimizer adam
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --optimizer ep-sgd
@@ -91,7 +93,7 @@ def pad_images(split: data.Split, size: int, pad: int) -> data.Split:
 
 def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, optimizer: str,
           lr: float = 1e-3, batch: int | None = None, train_layers=None, mask_output=False,
-          loss="mse", network="ff", progress=True, log=print, on_epoch=None) -> list:
+          loss="mse", network="ff", cross_check=False, progress=True, log=print, on_epoch=None) -> list:
     from tqdm import tqdm
 
     p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
@@ -124,9 +126,14 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
                         a -= (k * g).astype(a.dtype)
         h = {"epoch": epoch + 1, "train_accuracy": correct / len(order),
              "test_accuracy": accuracy(test_set, p, c, network), "train_seconds": time.perf_counter() - t0}
+        other = ""
+        if cross_check:
+            name = NETWORKS[1 - NETWORKS.index(network)]
+            h[f"test_accuracy_{name}"] = accuracy(test_set, p, c, name)
+            other = f"  in the {name} network {100 * h[f'test_accuracy_{name}']:.2f}%"
         history.append(h)
         log(f"epoch {h['epoch']}: train (online) {100 * h['train_accuracy']:.2f}%  "
-            f"test {100 * h['test_accuracy']:.2f}%  ({h['train_seconds']:.0f} s)")
+            f"test {100 * h['test_accuracy']:.2f}%{other}  ({h['train_seconds']:.0f} s)")
         if on_epoch:
             on_epoch(history)
     return history
@@ -149,6 +156,8 @@ def main(argv=None):
                          "included, its free phase differentiated through time (BPTT, --steps)")
     ap.add_argument("--steps", type=int, default=None,
                     help="free steps of the recurrent network (default: the config's free_steps)")
+    ap.add_argument("--cross-check", action="store_true",
+                    help="also test each epoch's weights in the other network (ff <-> recurrent)")
     ap.add_argument("--pad", type=int, default=0, metavar="N", help="zero-pad the images by N pixels per side")
     ap.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: from the config name)")
     ap.add_argument("--data", type=Path, default=None)
@@ -182,6 +191,7 @@ def main(argv=None):
     summary = {"config": c.to_dict(), "dataset": dataset, "optimizer": a.optimizer,
                "lr": a.lr if a.optimizer == "adam" else None, "train_layers": layers,
                "mask_output": a.mask_output, "loss": a.loss, "pad": a.pad, "network": a.network,
+               "cross_check": a.cross_check,
                "history": [],
                "command": "python " + " ".join(["bench/conv_backprop.py"] + (argv if argv is not None else sys.argv[1:]))}
     out = a.json or RESULTS / f"conv_backprop_{c.name}_{a.optimizer}{'_' + a.tag if a.tag else ''}.json"
@@ -192,7 +202,7 @@ def main(argv=None):
         out.write_text(json.dumps(summary, indent=2))
 
     train(c, tr, te, a.epochs, a.optimizer, a.lr, a.batch, layers, a.mask_output, a.loss, a.network,
-          progress=not a.no_progress, on_epoch=save)
+          a.cross_check, progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")
     return summary
 

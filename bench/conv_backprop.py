@@ -75,12 +75,9 @@ class Adam:
             a -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(a.dtype)
 
 
-def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, network="ff", batch=1000) -> float:
-    if network == "recurrent":
-        return cf.accuracy(split.images, split.labels, p, c)
-    pred = [np.argmax(cf.feedforward(cf.float_input(split.images[i:i + batch], c, np.float32), p, c)[1][-1], 1)
-            for i in range(0, len(split), batch)]
-    return float(np.mean(np.concatenate(pred) == split.labels))
+def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, network="ff") -> float:
+    test = cf.accuracy if network == "recurrent" else cf.feedforward_accuracy
+    return test(split.images, split.labels, p, c)
 
 
 def pad_images(split: data.Split, size: int, pad: int) -> data.Split:

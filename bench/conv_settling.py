@@ -4,7 +4,9 @@ EP's update assumes the free phase has reached the network's fixed point. A netw
 accuracy falls as the free phase grows classifies better in its transient than at its fixed
 point: its training no longer fits what EP estimates. For each checkpoint (``bench/conv_train.py``
 runs, any mode; inference in that mode) and each number of free steps it prints the test
-accuracy and the RMS of each weight layer, and writes ``--json``::
+accuracy, the test accuracy of the same weights without feedback (one feed-forward pass,
+:func:`~eqfpga.golden.conv_float.feedforward`: how much of what the network computes is the
+recurrence) and the RMS of each weight layer, and writes ``--json``::
 
     python bench/conv_settling.py bench/results/conv_fashion-float-fashion-d1/epoch002.npz \\
         bench/results/conv_fashion-float-fashion-x2/epoch002.npz --steps 32,64,128,256 --test-samples 2000
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.golden import conv_train
+from eqfpga.golden import conv_float as cf, conv_train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,11 +48,15 @@ def main(argv=None):
         for n in steps:
             ck.config = replace(ck.config, free_steps=n)
             acc[n] = conv_train.evaluate(ck, test.images, test.labels)
+        fp = ck.params if ck.mode != "int" else cf.FParams.from_int(ck.params, ck.config, np.float32)
+        ff = cf.feedforward_accuracy(test.images, test.labels, fp, ck.config)
         rms = [float(np.sqrt(np.mean(np.asarray(w, np.float64) ** 2))) for w in ck.params.w]
         rows.append({"checkpoint": str(path), "mode": ck.mode, "epoch": ck.epoch, "dataset": dataset,
-                     "accuracy": {str(n): v for n, v in acc.items()}, "weight_rms": rms})
+                     "accuracy": {str(n): v for n, v in acc.items()}, "feedforward_accuracy": ff,
+                     "weight_rms": rms})
         cells = "  ".join(f"{100 * acc[n]:6.2f}%" for n in steps)
-        print(f"{path.parent.name}/{path.name} (epoch {ck.epoch}): {cells}   weight RMS "
+        print(f"{path.parent.name}/{path.name} (epoch {ck.epoch}): {cells}   without feedback {100 * ff:6.2f}%"
+              "   weight RMS "
               + " ".join(f"{v:.3g}" for v in rms), flush=True)
     doc = {"steps": steps, "test_samples": a.test_samples, "rows": rows}
     a.json.parent.mkdir(parents=True, exist_ok=True)

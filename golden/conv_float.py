@@ -306,6 +306,13 @@ def feedforward(x, p: FParams, c: ConvConfig):
     return r, z, idx
 
 
+def feedforward_accuracy(pixels, labels, p: FParams, c: ConvConfig, batch=1000) -> float:
+    """Test accuracy of the weights ``p`` in :func:`feedforward` (the network without feedback)."""
+    pred = [np.argmax(feedforward(float_input(pixels[i:i + batch], c, np.float32), p, c)[1][-1], 1)
+            for i in range(0, len(pixels), batch)]
+    return float(np.mean(np.concatenate(pred) == np.asarray(labels)))
+
+
 def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = False, loss: str = "mse"):
     """Gradient of the batch-summed loss through :func:`feedforward`. ``loss="mse"``:
     ``L = 1/2 sum ||r_L - t||^2``; with ``mask_output=False`` the output's clip passes the

@@ -437,6 +437,15 @@ def test_feedforward_grad_of_cross_entropy_matches_finite_differences(pooling):
     assert all(np.abs(g).sum() > 0 for g in gw)
 
 
+def test_feedforward_accuracy_scores_the_feedforward_predictions():
+    c = TINY
+    X, _ = _images(5)
+    fp = cf.FParams.from_int(conv.init_params(c), c, np.float32)
+    pred = np.argmax(cf.feedforward(cf.float_input(X, c, np.float32), fp, c)[1][-1], axis=1)
+    assert cf.feedforward_accuracy(X, pred, fp, c, batch=2) == 1.0
+    assert cf.feedforward_accuracy(X, (pred + 1) % c.outputs, fp, c) == 0.0
+
+
 def test_feedforward_grad_refuses_an_unknown_loss():
     c = TINY
     X, y = _images(1)

@@ -32,6 +32,7 @@ network EP trains, and the reverse.
     python bench/conv_backprop.py --config conv_fashion --epochs 10 --train-layers 3,4
     python bench/conv_backprop.py --config conv_fashion --set 'conv_channels=[32,64]'
     python bench/conv_backprop.py --config conv_fashion --optimizer ep-sgd --pad 2 --loss ce
+    python bench/conv_backprop.py --config conv_mnist --optimizer ep-sgd --network recurrent --steps 32 --cross-check
 
 Prints per-epoch train/test accuracy and writes ``--json`` (default
 ``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``).

@@ -246,13 +246,23 @@ def test_bptt_matches_finite_differences():
     fp = cf.FParams.from_int(conv.init_params(c), c)
     x = cf.float_input(X, c)
     gw, _, _, _ = cf.bptt_grad(x, y, fp, c, steps=20)
-    e = 1e-6
-    for l, i in ((0, (1, 0, 1, 2)), (1, (2, 3, 0, 1)), (2, (5, 3)), (3, (4, 7))):
+    _assert_matches_finite_differences(gw, lambda q: cf.bptt_grad(x, y, q, c, steps=20)[2], fp,
+                                       ((0, (1, 0, 1, 2)), (1, (2, 3, 0, 1)), (2, (5, 3)), (3, (4, 7))),
+                                       rtol=1e-3, atol=1e-7)
+
+
+def _assert_matches_finite_differences(gw, loss, fp, entries, rtol, atol, e=1e-6):
+    """Each ``gw[l][i]`` for ``(l, i)`` in ``entries`` equals the central difference of ``loss``."""
+    for l, i in entries:
         f = []
         for sgn in (1, -1):
             q = fp.copy(); q.w[l][i] += sgn * e
-            f.append(cf.bptt_grad(x, y, q, c, steps=20)[2])
-        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-3, atol=1e-7)
+            f.append(loss(q))
+        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=rtol, atol=atol)
+
+
+def _middle_entries(fp):
+    return [(l, tuple(s // 2 for s in w.shape)) for l, w in enumerate(fp.w)]
 
 
 def test_bptt_unmasked_output_error_matches_finite_differences_and_predicts_as_infer():
@@ -267,14 +277,7 @@ def test_bptt_unmasked_output_error_matches_finite_differences_and_predicts_as_i
 
     def loss(q):   # the error held fixed meets the output membranes directly
         return float(np.sum(err * _free_output_membranes(x, q, c)))
-    e = 1e-6
-    for l in range(c.n_layers):
-        i = tuple(s // 2 for s in fp.w[l].shape)
-        f = []
-        for sgn in (1, -1):
-            q = fp.copy(); q.w[l][i] += sgn * e
-            f.append(loss(q))
-        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-3, atol=1e-7)
+    _assert_matches_finite_differences(gw, loss, fp, _middle_entries(fp), rtol=1e-3, atol=1e-7)
 
 
 def _free_output_membranes(x, p, c):
@@ -402,14 +405,7 @@ def test_feedforward_grad_matches_finite_differences(pooling, mask_output):
         r, z, _ = cf.feedforward(x, q, c)
         # unmasked: the error is held fixed and meets the output's pre-activation directly
         return 0.5 * np.sum((r[-1] - t) ** 2) if mask_output else np.sum(err * z[-1])
-    e = 1e-6
-    for l in range(c.n_layers):
-        i = tuple(s // 2 for s in fp.w[l].shape)
-        f = []
-        for sgn in (1, -1):
-            q = fp.copy(); q.w[l][i] += sgn * e
-            f.append(loss(q))
-        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-4, atol=1e-8)
+    _assert_matches_finite_differences(gw, loss, fp, _middle_entries(fp), rtol=1e-4, atol=1e-8)
     assert all(np.abs(g).sum() > 0 for g in gw)
 
 
@@ -426,14 +422,7 @@ def test_feedforward_grad_of_cross_entropy_matches_finite_differences(pooling):
         z = cf.feedforward(x, q, c)[1][-1]
         return float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
     assert np.isclose(value, loss(fp))
-    e = 1e-6
-    for l in range(c.n_layers):
-        i = tuple(s // 2 for s in fp.w[l].shape)
-        f = []
-        for sgn in (1, -1):
-            q = fp.copy(); q.w[l][i] += sgn * e
-            f.append(loss(q))
-        assert np.isclose(gw[l][i], (f[0] - f[1]) / (2 * e), rtol=1e-4, atol=1e-8)
+    _assert_matches_finite_differences(gw, loss, fp, _middle_entries(fp), rtol=1e-4, atol=1e-8)
     assert all(np.abs(g).sum() > 0 for g in gw)
 
 

@@ -35,7 +35,9 @@ network EP trains, and the reverse.
     python bench/conv_backprop.py --config conv_mnist --optimizer ep-sgd --network recurrent --steps 32 --cross-check
 
 Prints per-epoch train/test accuracy and writes ``--json`` (default
-``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``).
+``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``) and the weights (and Adam's
+moments) beside it as ``.npz`` after every epoch; ``--resume`` with the same options continues a
+stopped run from its last completed epoch, to the weights an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import argparse
 import json
 import sys
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,52 +93,123 @@ def pad_images(split: data.Split, size: int, pad: int) -> data.Split:
     return data.Split(im.reshape(len(im), -1), split.labels)
 
 
-def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, optimizer: str,
-          lr: float = 1e-3, batch: int | None = None, train_layers=None, mask_output=False,
-          loss="mse", network="ff", cross_check=False, progress=True, log=print, on_epoch=None) -> list:
+@dataclass(frozen=True)
+class Options:
+    """How a run trains (everything but the configuration and the data)."""
+    optimizer: str = "adam"
+    lr: float = 1e-3                      # Adam's
+    batch: int | None = None              # default: the config's (ep-sgd) or 32 (adam)
+    train_layers: tuple | None = None     # 1-based weight layers to train; None: all
+    mask_output: bool = False
+    loss: str = "mse"
+    network: str = "ff"
+    cross_check: bool = False
+
+
+@dataclass
+class State:
+    """Where a run stands after ``len(history)`` epochs: weights, Adam's moments, history."""
+    p: cf.FParams
+    adam: Adam | None
+    history: list
+
+    @classmethod
+    def fresh(cls, c: ConvConfig, o: Options) -> "State":
+        p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
+        return cls(p, Adam(p.w + p.b, o.lr) if o.optimizer == "adam" else None, [])
+
+    def save(self, path: Path) -> None:
+        arrays = {f"w{j}": a for j, a in enumerate(self.p.w)} | {f"b{j}": a for j, a in enumerate(self.p.b)}
+        if self.adam:
+            arrays |= {f"m{j}": a for j, a in enumerate(self.adam.m)} | {f"v{j}": a for j, a in enumerate(self.adam.v)}
+            arrays["adam_t"] = np.array(self.adam.t)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, history: list, c: ConvConfig, o: Options) -> "State":
+        """The state :meth:`save` wrote, checked against a fresh one's shapes; raises ValueError."""
+        s = cls.fresh(c, o)
+        try:
+            with np.load(path) as z:
+                for arrays, key in ((s.p.w, "w"), (s.p.b, "b")) + (
+                        ((s.adam.m, "m"), (s.adam.v, "v")) if s.adam else ()):
+                    for j, a in enumerate(arrays):
+                        if z[f"{key}{j}"].shape != a.shape:
+                            raise ValueError(f"{path}: {key}{j} has shape {z[f'{key}{j}'].shape}, "
+                                             f"the configuration needs {a.shape}")
+                        a[...] = z[f"{key}{j}"]
+                if s.adam:
+                    s.adam.t = int(z["adam_t"])
+        except (OSError, KeyError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not a checkpoint of this run ({e})") from None
+        s.history = list(history)
+        return s
+
+
+def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, o: Options,
+          state: State | None = None, progress=True, log=print, on_epoch=None) -> State:
+    """Train to ``epochs`` completed epochs from ``state`` (default: fresh); ``on_epoch(state)``
+    after each. A run continued from a saved state ends with the weights of an uninterrupted one."""
     from tqdm import tqdm
 
-    p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
-    L = c.n_layers
-    layers = set(range(1, L + 1) if train_layers is None else train_layers)
+    s = state or State.fresh(c, o)
+    p, L = s.p, c.n_layers
+    layers = set(range(1, L + 1) if o.train_layers is None else o.train_layers)
     trainable = [(j % L) + 1 in layers for j in range(2 * L)]
-    batch = batch or (c.batch_size if optimizer == "ep-sgd" else 32)
-    adam = Adam(p.w + p.b, lr) if optimizer == "adam" else None
-    history = []
-    for epoch in range(epochs):
-        order = np.random.default_rng([c.seed, epoch]).permutation(len(train_set))
+    batch = o.batch or (c.batch_size if o.optimizer == "ep-sgd" else 32)
+    for epoch in range(len(s.history), epochs):
+        order = conv_train.epoch_order(c, epoch, len(train_set))
         sw, sb = cf.step_sizes(c.at_epoch(epoch))
         rates = sw + sb
         correct, t0 = 0, time.perf_counter()
-        for i in tqdm(range(0, len(order), batch), desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
+        for i in tqdm(range(0, len(order), batch), desc=f"{o.optimizer} epoch {epoch + 1}/{epochs}",
                       disable=not progress, mininterval=1.0):
             idx = order[i:i + batch]
             x = cf.float_input(train_set.images[idx], c, np.float32)
-            if network == "recurrent":
-                gw, gb, _, pred = cf.bptt_grad(x, train_set.labels[idx], p, c, c.free_steps, mask_output)
+            if o.network == "recurrent":
+                gw, gb, _, pred = cf.bptt_grad(x, train_set.labels[idx], p, c, c.free_steps, o.mask_output)
             else:
-                gw, gb, _, pred = cf.feedforward_grad(x, train_set.labels[idx], p, c, mask_output, loss)
+                gw, gb, _, pred = cf.feedforward_grad(x, train_set.labels[idx], p, c, o.mask_output, o.loss)
             correct += int(np.sum(pred == train_set.labels[idx]))
             params, grads = p.w + p.b, gw + gb
-            if adam:
-                adam.step(params, [g / len(idx) for g in grads], trainable)
+            if s.adam:
+                s.adam.step(params, [g / len(idx) for g in grads], trainable)
             else:
                 for a, g, k, on in zip(params, grads, rates, trainable):
                     if on:
                         a -= (k * g).astype(a.dtype)
         h = {"epoch": epoch + 1, "train_accuracy": correct / len(order),
-             "test_accuracy": accuracy(test_set, p, c, network), "train_seconds": time.perf_counter() - t0}
+             "test_accuracy": accuracy(test_set, p, c, o.network), "train_seconds": time.perf_counter() - t0}
         other = ""
-        if cross_check:
-            name = NETWORKS[1 - NETWORKS.index(network)]
+        if o.cross_check:
+            name = NETWORKS[1 - NETWORKS.index(o.network)]
             h[f"test_accuracy_{name}"] = accuracy(test_set, p, c, name)
             other = f"  in the {name} network {100 * h[f'test_accuracy_{name}']:.2f}%"
-        history.append(h)
+        s.history.append(h)
         log(f"epoch {h['epoch']}: train (online) {100 * h['train_accuracy']:.2f}%  "
             f"test {100 * h['test_accuracy']:.2f}%{other}  ({h['train_seconds']:.0f} s)")
         if on_epoch:
-            on_epoch(history)
-    return history
+            on_epoch(s)
+    return s
+
+
+def resume(out: Path, weights: Path, summary: dict, c: ConvConfig, o: Options) -> tuple[State, dict]:
+    """The state and summary of the run saved at ``out`` (JSON) and ``weights`` (``.npz``),
+    refused with ValueError unless it was made with the same configuration, data and options."""
+    try:
+        saved = json.loads(out.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--resume: cannot read {out} ({e})") from None
+    if not weights.is_file():
+        raise ValueError(f"--resume: {weights} is missing (runs before resume support saved no weights)")
+    differ = [k for k in summary if k not in ("history", "command") and saved.get(k) != summary[k]]
+    if differ:
+        raise ValueError(f"--resume: {out} was made with other {', '.join(differ)}")
+    state = State.load(weights, saved["history"], c, o)
+    saved.setdefault("resumed", []).append(summary["command"])
+    return state, saved
 
 
 def main(argv=None):
@@ -163,6 +238,8 @@ def main(argv=None):
     ap.add_argument("--test-samples", type=int, default=None)
     ap.add_argument("--tag", default="", help="suffix of the default JSON name")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run whose JSON (and its .npz weights) the same options name")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
@@ -186,21 +263,31 @@ def main(argv=None):
             tr, te = pad_images(tr, size, a.pad), pad_images(te, size, a.pad)
     except (ConfigError, ValueError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
+    o = Options(a.optimizer, a.lr, a.batch, None if layers is None else tuple(layers), a.mask_output,
+                a.loss, a.network, a.cross_check)
+    command = "python " + " ".join(["bench/conv_backprop.py"] + (argv if argv is not None else sys.argv[1:]))
     summary = {"config": c.to_dict(), "dataset": dataset, "optimizer": a.optimizer,
-               "lr": a.lr if a.optimizer == "adam" else None, "train_layers": layers,
+               "lr": a.lr if a.optimizer == "adam" else None, "batch": a.batch, "train_layers": layers,
                "mask_output": a.mask_output, "loss": a.loss, "pad": a.pad, "network": a.network,
-               "cross_check": a.cross_check,
-               "history": [],
-               "command": "python " + " ".join(["bench/conv_backprop.py"] + (argv if argv is not None else sys.argv[1:]))}
+               "cross_check": a.cross_check, "train_samples": len(tr), "test_samples": len(te),
+               "history": [], "command": command}
     out = a.json or RESULTS / f"conv_backprop_{c.name}_{a.optimizer}{'_' + a.tag if a.tag else ''}.json"
+    weights = out.with_suffix(".npz")
+    state = None
+    if a.resume:
+        try:
+            state, summary = resume(out, weights, summary, c, o)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        print(f"resuming {out}: {len(state.history)} epochs done")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(history):   # after every epoch: a long run stopped early keeps what it measured
-        summary["history"] = history
+    def save(s: State):   # after every epoch: a stopped run keeps what it measured and can resume
+        s.save(weights)
+        summary["history"] = s.history
         out.write_text(json.dumps(summary, indent=2))
 
-    train(c, tr, te, a.epochs, a.optimizer, a.lr, a.batch, layers, a.mask_output, a.loss, a.network,
-          a.cross_check, progress=not a.no_progress, on_epoch=save)
+    train(c, tr, te, a.epochs, o, state, progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")
     return summary
 

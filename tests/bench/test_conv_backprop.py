@@ -1,0 +1,49 @@
+"""bench/conv_backprop.py: a stopped run resumes to the weights of an uninterrupted one."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "conv_backprop.py"
+_spec = importlib.util.spec_from_file_location("conv_backprop", BENCH)
+conv_backprop = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = conv_backprop   # dataclasses look their module up
+_spec.loader.exec_module(conv_backprop)
+
+SMALL = ["--config", "conv_mnist", "--train-samples", "48", "--test-samples", "16", "--no-progress",
+         "--set", "conv_channels=[2,3]", "fc_hidden=[8]", "batch_size=8"]
+
+
+def _weights(path: Path) -> dict:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("optimizer", ["ep-sgd", "adam"])
+def test_resume_continues_to_the_uninterrupted_weights(tmp_path, optimizer):
+    whole, split = tmp_path / "whole.json", tmp_path / "split.json"
+    run = SMALL + ["--optimizer", optimizer]
+    conv_backprop.main(run + ["--epochs", "2", "--json", str(whole)])
+    conv_backprop.main(run + ["--epochs", "1", "--json", str(split)])
+    conv_backprop.main(run + ["--epochs", "2", "--json", str(split), "--resume"])
+    a, b = _weights(whole.with_suffix(".npz")), _weights(split.with_suffix(".npz"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    ha, hb = json.loads(whole.read_text())["history"], json.loads(split.read_text())["history"]
+    assert [h["test_accuracy"] for h in ha] == [h["test_accuracy"] for h in hb]
+    assert len(json.loads(split.read_text())["resumed"]) == 1
+
+
+def test_resume_refuses_other_options_or_missing_weights(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    conv_backprop.main(SMALL + ["--optimizer", "ep-sgd", "--epochs", "1", "--json", str(out)])
+    with pytest.raises(SystemExit, match="other optimizer"):
+        conv_backprop.main(SMALL + ["--optimizer", "adam", "--epochs", "2", "--json", str(out), "--resume"])
+    out.with_suffix(".npz").unlink()
+    with pytest.raises(SystemExit, match="is missing"):
+        conv_backprop.main(SMALL + ["--optimizer", "ep-sgd", "--epochs", "2", "--json", str(out), "--resume"])
+    with pytest.raises(SystemExit, match="cannot read"):
+        conv_backprop.main(SMALL + ["--epochs", "2", "--json", str(tmp_path / "none.json"), "--resume"])

@@ -108,7 +108,8 @@ class Options:
 
 @dataclass
 class State:
-    """Where a run stands after ``len(history)`` epochs: weights, Adam's moments, history."""
+    """Where a run stands after ``len(history)`` epochs: weights, Adam's moments, history (saved
+    together in one file, so a stop between two writes cannot pair weights with another epoch)."""
     p: cf.FParams
     adam: Adam | None
     history: list
@@ -123,12 +124,13 @@ class State:
         if self.adam:
             arrays |= {f"m{j}": a for j, a in enumerate(self.adam.m)} | {f"v{j}": a for j, a in enumerate(self.adam.v)}
             arrays["adam_t"] = np.array(self.adam.t)
+        arrays["history"] = np.array(json.dumps(self.history))
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path, history: list, c: ConvConfig, o: Options) -> "State":
+    def load(cls, path: Path, c: ConvConfig, o: Options) -> "State":
         """The state :meth:`save` wrote, checked against a fresh one's shapes; raises ValueError."""
         s = cls.fresh(c, o)
         try:
@@ -142,9 +144,9 @@ class State:
                         a[...] = z[f"{key}{j}"]
                 if s.adam:
                     s.adam.t = int(z["adam_t"])
-        except (OSError, KeyError, zipfile.BadZipFile) as e:
+                s.history = json.loads(str(z["history"]))
+        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a checkpoint of this run ({e})") from None
-        s.history = list(history)
         return s
 
 
@@ -207,7 +209,7 @@ def resume(out: Path, weights: Path, summary: dict, c: ConvConfig, o: Options) -
     differ = [k for k in summary if k not in ("history", "command") and saved.get(k) != summary[k]]
     if differ:
         raise ValueError(f"--resume: {out} was made with other {', '.join(differ)}")
-    state = State.load(weights, saved["history"], c, o)
+    state = State.load(weights, c, o)
     saved.setdefault("resumed", []).append(summary["command"])
     return state, saved
 
@@ -285,7 +287,9 @@ def main(argv=None):
     def save(s: State):   # after every epoch: a stopped run keeps what it measured and can resume
         s.save(weights)
         summary["history"] = s.history
-        out.write_text(json.dumps(summary, indent=2))
+        tmp = out.with_suffix(".tmp.json")
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(out)
 
     train(c, tr, te, a.epochs, o, state, progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")

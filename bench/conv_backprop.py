@@ -35,8 +35,9 @@ network EP trains, and the reverse.
     python bench/conv_backprop.py --config conv_mnist --optimizer ep-sgd --network recurrent --steps 32 --cross-check
 
 Prints per-epoch train/test accuracy and writes ``--json`` (default
-``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``) and the weights (and Adam's
-moments) beside it as ``.npz`` after every epoch; ``--resume`` with the same options continues a
+``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``) and, after every epoch, a
+float conv checkpoint beside it as ``.npz`` (:func:`eqfpga.golden.conv_train.save`: the weights,
+history and Adam's moments, checksummed); ``--resume`` with the same options continues a
 stopped run from its last completed epoch, to the weights an uninterrupted run would have.
 """
 
@@ -46,7 +47,6 @@ import argparse
 import json
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,16 @@ class Adam:
         self.lr, self.b1, self.b2, self.eps, self.t = lr, b1, b2, eps, 0
         self.m = [np.zeros_like(a) for a in params]
         self.v = [np.zeros_like(a) for a in params]
+
+    def state(self) -> dict:
+        """The moments and step count, as arrays for a checkpoint's ``extra``."""
+        return ({f"m{j}": a for j, a in enumerate(self.m)} | {f"v{j}": a for j, a in enumerate(self.v)}
+                | {"t": np.array(self.t)})
+
+    def restore(self, state: dict) -> None:
+        self.m = [state[f"m{j}"] for j in range(len(self.m))]
+        self.v = [state[f"v{j}"] for j in range(len(self.v))]
+        self.t = int(state["t"])
 
     def step(self, params: list, grads: list, trainable: list):
         self.t += 1
@@ -106,62 +116,28 @@ class Options:
     cross_check: bool = False
 
 
-@dataclass
-class State:
-    """Where a run stands after ``len(history)`` epochs: weights, Adam's moments, history (saved
-    together in one file, so a stop between two writes cannot pair weights with another epoch)."""
-    p: cf.FParams
-    adam: Adam | None
-    history: list
-
-    @classmethod
-    def fresh(cls, c: ConvConfig, o: Options) -> "State":
-        p = cf.FParams.from_int(conv.init_params(c), c, np.float32)
-        return cls(p, Adam(p.w + p.b, o.lr) if o.optimizer == "adam" else None, [])
-
-    def save(self, path: Path) -> None:
-        arrays = {f"w{j}": a for j, a in enumerate(self.p.w)} | {f"b{j}": a for j, a in enumerate(self.p.b)}
-        if self.adam:
-            arrays |= {f"m{j}": a for j, a in enumerate(self.adam.m)} | {f"v{j}": a for j, a in enumerate(self.adam.v)}
-            arrays["adam_t"] = np.array(self.adam.t)
-        arrays["history"] = np.array(json.dumps(self.history))
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path, c: ConvConfig, o: Options) -> "State":
-        """The state :meth:`save` wrote, checked against a fresh one's shapes; raises ValueError."""
-        s = cls.fresh(c, o)
-        try:
-            with np.load(path) as z:
-                for arrays, key in ((s.p.w, "w"), (s.p.b, "b")) + (
-                        ((s.adam.m, "m"), (s.adam.v, "v")) if s.adam else ()):
-                    for j, a in enumerate(arrays):
-                        if z[f"{key}{j}"].shape != a.shape:
-                            raise ValueError(f"{path}: {key}{j} has shape {z[f'{key}{j}'].shape}, "
-                                             f"the configuration needs {a.shape}")
-                        a[...] = z[f"{key}{j}"]
-                if s.adam:
-                    s.adam.t = int(z["adam_t"])
-                s.history = json.loads(str(z["history"]))
-        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not a checkpoint of this run ({e})") from None
-        return s
+def fresh(c: ConvConfig) -> conv_train.ConvCheckpoint:
+    """A new run: the integer model's initial weights in float32, no epochs done."""
+    return conv_train.ConvCheckpoint(c, "float", cf.FParams.from_int(conv.init_params(c), c, np.float32), [])
 
 
 def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, o: Options,
-          state: State | None = None, progress=True, log=print, on_epoch=None) -> State:
-    """Train to ``epochs`` completed epochs from ``state`` (default: fresh); ``on_epoch(state)``
-    after each. A run continued from a saved state ends with the weights of an uninterrupted one."""
+          ck: conv_train.ConvCheckpoint | None = None, progress=True, log=print,
+          on_epoch=None) -> conv_train.ConvCheckpoint:
+    """Train to ``epochs`` completed epochs from the checkpoint ``ck`` (default: :func:`fresh`);
+    ``on_epoch(ck)`` after each, with Adam's state in ``ck.extra``. A run continued from a saved
+    checkpoint ends with the weights of an uninterrupted one."""
     from tqdm import tqdm
 
-    s = state or State.fresh(c, o)
-    p, L = s.p, c.n_layers
+    ck = ck or fresh(c)
+    p, L = ck.params, c.n_layers
+    adam = Adam(p.w + p.b, o.lr) if o.optimizer == "adam" else None
+    if adam and ck.extra:
+        adam.restore(ck.extra)
     layers = set(range(1, L + 1) if o.train_layers is None else o.train_layers)
     trainable = [(j % L) + 1 in layers for j in range(2 * L)]
     batch = o.batch or (c.batch_size if o.optimizer == "ep-sgd" else 32)
-    for epoch in range(len(s.history), epochs):
+    for epoch in range(ck.epoch, epochs):
         order = conv_train.epoch_order(c, epoch, len(train_set))
         sw, sb = cf.step_sizes(c.at_epoch(epoch))
         rates = sw + sb
@@ -176,8 +152,8 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
                 gw, gb, _, pred = cf.feedforward_grad(x, train_set.labels[idx], p, c, o.mask_output, o.loss)
             correct += int(np.sum(pred == train_set.labels[idx]))
             params, grads = p.w + p.b, gw + gb
-            if s.adam:
-                s.adam.step(params, [g / len(idx) for g in grads], trainable)
+            if adam:
+                adam.step(params, [g / len(idx) for g in grads], trainable)
             else:
                 for a, g, k, on in zip(params, grads, rates, trainable):
                     if on:
@@ -189,17 +165,19 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
             name = NETWORKS[1 - NETWORKS.index(o.network)]
             h[f"test_accuracy_{name}"] = accuracy(test_set, p, c, name)
             other = f"  in the {name} network {100 * h[f'test_accuracy_{name}']:.2f}%"
-        s.history.append(h)
+        ck.history.append(h)
+        ck.epoch += 1
+        ck.extra = adam.state() if adam else {}
         log(f"epoch {h['epoch']}: train (online) {100 * h['train_accuracy']:.2f}%  "
             f"test {100 * h['test_accuracy']:.2f}%{other}  ({h['train_seconds']:.0f} s)")
         if on_epoch:
-            on_epoch(s)
-    return s
+            on_epoch(ck)
+    return ck
 
 
-def resume(out: Path, weights: Path, summary: dict, c: ConvConfig, o: Options) -> tuple[State, dict]:
-    """The state and summary of the run saved at ``out`` (JSON) and ``weights`` (``.npz``),
-    refused with ValueError unless it was made with the same configuration, data and options."""
+def resume(out: Path, weights: Path, summary: dict, c: ConvConfig) -> tuple[conv_train.ConvCheckpoint, dict]:
+    """The checkpoint (``weights``) and summary (``out``) of a saved run, refused with ValueError
+    unless it was made with the same configuration, data and options."""
     try:
         saved = json.loads(out.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -209,9 +187,12 @@ def resume(out: Path, weights: Path, summary: dict, c: ConvConfig, o: Options) -
     differ = [k for k in summary if k not in ("history", "command") and saved.get(k) != summary[k]]
     if differ:
         raise ValueError(f"--resume: {out} was made with other {', '.join(differ)}")
-    state = State.load(weights, c, o)
+    try:
+        ck = conv_train.load(weights, c, "float")
+    except conv_train.ConvCheckpointError as e:
+        raise ValueError(f"--resume: {e}") from None
     saved.setdefault("resumed", []).append(summary["command"])
-    return state, saved
+    return ck, saved
 
 
 def main(argv=None):
@@ -275,23 +256,23 @@ def main(argv=None):
                "history": [], "command": command}
     out = a.json or RESULTS / f"conv_backprop_{c.name}_{a.optimizer}{'_' + a.tag if a.tag else ''}.json"
     weights = out.with_suffix(".npz")
-    state = None
+    ck = None
     if a.resume:
         try:
-            state, summary = resume(out, weights, summary, c, o)
+            ck, summary = resume(out, weights, summary, c)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
-        print(f"resuming {out}: {len(state.history)} epochs done")
+        print(f"resuming {out}: {ck.epoch} epochs done")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(s: State):   # after every epoch: a stopped run keeps what it measured and can resume
-        s.save(weights)
-        summary["history"] = s.history
+    def save(ck):   # after every epoch: a stopped run keeps what it measured and can resume
+        conv_train.save(ck, weights)
+        summary["history"] = ck.history
         tmp = out.with_suffix(".tmp.json")
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(out)
 
-    train(c, tr, te, a.epochs, o, state, progress=not a.no_progress, on_epoch=save)
+    train(c, tr, te, a.epochs, o, ck, progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")
     return summary
 

@@ -46,12 +46,17 @@ class ConvCheckpoint:
     samples_seen: int = 0
     history: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)   # further arrays of a trainer (an optimiser's moments)
+
+
+_EXTRA = "x_"   # file-name prefix of the extra arrays
 
 
 def _arrays(ck: ConvCheckpoint) -> dict[str, np.ndarray]:
     p = ck.params
     d = {f"w{i + 1}": a for i, a in enumerate(p.w)}
     d.update({f"b{i + 1}": a for i, a in enumerate(p.b)})
+    d.update({_EXTRA + k: np.asarray(a) for k, a in ck.extra.items()})
     return d
 
 
@@ -111,6 +116,7 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
     if mode is not None and meta["mode"] != mode:
         raise ConvCheckpointError(f"{path}: trained in {meta['mode']} mode, not {mode}")
     L = own.n_layers
+    extra = {k[len(_EXTRA):]: arrays.pop(k) for k in [k for k in arrays if k.startswith(_EXTRA)]}
     if meta["mode"] == "int":
         params = conv.Params.from_arrays(arrays, own)
         try:
@@ -120,7 +126,7 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
     else:
         params = cf.FParams([arrays[f"w{i + 1}"] for i in range(L)], [arrays[f"b{i + 1}"] for i in range(L)])
     return ConvCheckpoint(own, meta["mode"], params, meta["streams"], meta["epoch"], meta["position"],
-                          meta["samples_seen"], meta["history"], meta["meta"])
+                          meta["samples_seen"], meta["history"], meta["meta"], extra)
 
 
 #: Where data sets that are not shipped are looked for by default: ``shared/data/<name>``

@@ -19,9 +19,9 @@ SMALL = ["--config", "conv_mnist", "--train-samples", "48", "--test-samples", "1
 
 
 def _weights(path: Path) -> dict:
-    """The arrays of a saved state, without its history (whose timings differ run to run)."""
+    """The arrays of a saved checkpoint, without its metadata (whose timings differ run to run)."""
     with np.load(path) as z:
-        return {k: z[k] for k in z.files if k != "history"}
+        return {k: z[k] for k in z.files if k != "meta"}
 
 
 @pytest.mark.parametrize("optimizer", ["ep-sgd", "adam"])

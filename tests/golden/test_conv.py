@@ -331,6 +331,17 @@ def test_resume_is_bit_exact_and_checksummed(tmp_path):
         conv_train.load(tmp_path / "a.npz", replace(SMALL, seed=2, w_shifts=(15, 15, 14, 13)))
 
 
+def test_checkpoint_keeps_extra_arrays_under_its_checksum(tmp_path):
+    ck = conv_train.fresh(SMALL, "int")
+    ck.extra = {"m0": np.arange(6.0, dtype=np.float32).reshape(2, 3), "t": np.array(7)}
+    conv_train.save(ck, tmp_path / "x.npz")
+    back = conv_train.load(tmp_path / "x.npz", SMALL, "int")
+    assert back.extra.keys() == {"m0", "t"} and int(back.extra["t"]) == 7
+    assert back.extra["m0"].dtype == np.float32 and np.array_equal(back.extra["m0"], ck.extra["m0"])
+    assert all(np.array_equal(a, b) for a, b in zip(back.params.w, ck.params.w))
+    assert conv_train.load(tmp_path / "x.npz").extra["m0"].shape == (2, 3)
+
+
 def test_shipped_integer_network_learns_mnist():
     """30 updates of the shipped conv_mnist (480 samples) lift test accuracy well above chance
     (measured 33%; with end-of-phase rates and -beta from +beta it stayed at 13%)."""

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
+from eqfpga.checkpoint import write_atomically
 from eqfpga.config import ConfigError
 from eqfpga.conv_config import ConvConfig, load_conv_config, with_overrides
 from eqfpga.golden import conv, conv_float as cf, conv_train
@@ -268,9 +269,7 @@ def main(argv=None):
     def save(ck):   # after every epoch: a stopped run keeps what it measured and can resume
         conv_train.save(ck, weights)
         summary["history"] = ck.history
-        tmp = out.with_suffix(".tmp.json")
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(out)
+        write_atomically(out, json.dumps(summary, indent=2).encode())
 
     train(c, tr, te, a.epochs, o, ck, progress=not a.no_progress, on_epoch=save)
     print(f"wrote {out}")

@@ -68,10 +68,17 @@ def save(ck: Checkpoint, path: str | Path) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                         **{k: v.astype(_storage_dtype(v)) for k, v in arrays.items()})
+    return write_atomically(path, buf.getvalue())
+
+
+def write_atomically(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so a stop at any
+    moment leaves either the old file or the new one, never half of one."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-    os.chmod(tmp, 0o644)   # mkstemp makes it private; a checkpoint is an ordinary file
+        f.write(data)
+    os.chmod(tmp, 0o644)   # mkstemp makes it private; the result is an ordinary file
     os.replace(tmp, path)
     return path
 

@@ -111,7 +111,7 @@ def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str
         ck.history.append(entry)
         ckpt.save(ck, last)
         ckpt.save(ck, out / f"epoch{ck.epoch:03d}.npz")
-        (out / "history.json").write_text(json.dumps(ck.history, indent=2))
+        ckpt.write_atomically(out / "history.json", json.dumps(ck.history, indent=2).encode())
         plot_history(ck.history, out / "training.png", c.name)
         log(f"epoch {ck.epoch}: train {entry['train_accuracy']:.2%}  test {test_acc:.2%}  "
             f"({seconds:.0f} s, {entry['ms_per_sample']:.2f} ms/sample)")

@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
+from eqfpga.checkpoint import write_atomically
 from eqfpga.conv_config import SECTIONS, TRAINING_MODES as MODES, ConvConfig, ConfigError, conv_config_from_dict
 from eqfpga.golden import conv, conv_float as cf
 
@@ -81,12 +80,7 @@ def save(ck: ConvCheckpoint, path: str | Path) -> Path:
     meta["sha256"] = _digest(arrays, meta)
     buf = io.BytesIO()
     np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, buf.getvalue())
 
 
 def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = None) -> ConvCheckpoint:
@@ -268,7 +262,7 @@ def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: boo
             ck.history.append(entry)
             save(ck, last)
             save(ck, out / f"epoch{ck.epoch:03d}.npz")
-            (out / "history.json").write_text(json.dumps(ck.history, indent=2))
+            write_atomically(out / "history.json", json.dumps(ck.history, indent=2).encode())
             log(f"{mode} epoch {ck.epoch}: train {entry['train_accuracy']:.2%}  test {test_acc:.2%}  "
                 f"({secs:.0f} s, {entry['ms_per_sample']:.1f} ms/sample training, "
                 f"{entry['eval_ms_per_sample']:.1f} ms/sample inference)")

@@ -121,6 +121,9 @@ class ConvConfig(NeuronFormats):
     # real rates, and caps above LFSR_BITS keep their schedule that of the coarser format.
     w_shift_caps: tuple = ()
     b_shift_caps: tuple = ()
+    # training images are moved by a random whole number of pixels in [-shift_pixels,
+    # shift_pixels] along each axis (zero fill), drawn per epoch (``conv_train.epoch_shifts``)
+    shift_pixels: int = 0
     seed: int = 1
     description: str = field(default="", compare=False)
 
@@ -220,8 +223,10 @@ class ConvConfig(NeuronFormats):
                      "average_steps"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
-                     "beta_shift", "lr_decay_epochs", "seed"):
+                     "beta_shift", "lr_decay_epochs", "shift_pixels", "seed"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.shift_pixels < self.image_size,
+             f"shift_pixels must be < image_size ({self.image_size}), got {self.shift_pixels}")
         need(len(self.conv_channels) >= 1, "conv_channels needs at least one convolution")
         need(all(c >= 1 for c in self.conv_channels + self.fc_hidden),
              "every layer needs at least one channel / neuron")
@@ -378,7 +383,7 @@ SECTIONS = {
                     "drive_bits", "membrane_bits", "update_bits"),
     "phases": ("free_steps", "nudge_steps", "symmetric_nudge", "minus_from_free", "average_steps"),
     "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "w_shift_caps",
-                 "b_shift_caps", "seed"),
+                 "b_shift_caps", "shift_pixels", "seed"),
 }
 
 

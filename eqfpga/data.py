@@ -129,3 +129,21 @@ def downsample(images: np.ndarray, size: int) -> np.ndarray:
                                              (pad // 2, pad - pad // 2)))
     blocks = padded.reshape(len(images), size, block, size, block)
     return (blocks.sum(axis=(2, 4)) // (block * block)).astype(np.uint8).reshape(len(images), -1)
+
+
+def translate(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Square images (flattened, one per row) each moved by whole pixels: ``shifts[i]`` is
+    (rows down, columns right). Pixels moved past the edge are lost and the uncovered ones
+    are 0, so the ink never wraps around."""
+    images = np.asarray(images)
+    size = int(round(images.shape[1] ** 0.5))
+    x = images.reshape(len(images), size, size)
+    out = np.zeros_like(x)
+
+    def spans(d):   # (destination, source) slices of one axis moved by d
+        d = max(-size, min(size, d))
+        return slice(max(d, 0), size + min(d, 0)), slice(max(-d, 0), size + min(-d, 0))
+    for i, (dr, dc) in enumerate(np.asarray(shifts, dtype=np.int64)):
+        (r_to, r_from), (c_to, c_from) = spans(int(dr)), spans(int(dc))
+        out[i, r_to, c_to] = x[i, r_from, c_from]
+    return out.reshape(images.shape)

@@ -141,6 +141,24 @@ def epoch_order(c: ConvConfig, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([c.seed, epoch]).permutation(n)
 
 
+def epoch_shifts(c: ConvConfig, epoch: int, n: int) -> np.ndarray | None:
+    """(rows, columns) translation of the image at each position of ``epoch``'s order, in
+    [-shift_pixels, shift_pixels]; None without augmentation. A function of the seed and the
+    epoch only, so a resumed run sees the same images."""
+    if not c.shift_pixels:
+        return None
+    return np.random.default_rng([c.seed, epoch, 1]).integers(-c.shift_pixels, c.shift_pixels + 1, (n, 2))
+
+
+def batch_images(split: data.Split, order: np.ndarray, shifts: np.ndarray | None, start: int, size: int):
+    """Images and labels of the batch at ``start`` of an epoch's ``order``, translated by ``shifts``."""
+    idx = order[start:start + size]
+    images = split.images[idx]
+    if shifts is not None:
+        images = data.translate(images, shifts[start:start + size])
+    return images, split.labels[idx]
+
+
 def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
     p = conv.init_params(c)
     if mode not in MODES:
@@ -219,7 +237,7 @@ def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: boo
     t_start = time.perf_counter()
     try:
         while ck.epoch < epochs:
-            order = epoch_order(c, ck.epoch, n)
+            order, shifts = epoch_order(c, ck.epoch, n), epoch_shifts(c, ck.epoch, n)
             rule = c.at_epoch(ck.epoch)
             bar = tqdm(total=n, initial=ck.position, desc=f"{mode} epoch {ck.epoch + 1}/{epochs}",
                        unit="sample", disable=not progress, mininterval=1.0)
@@ -228,13 +246,13 @@ def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: boo
             try:
                 while ck.position < n:
                     t0 = time.perf_counter()
-                    idx = order[ck.position:ck.position + c.batch_size]
-                    pred = train_step(ck, rule, train_set.images[idx], train_set.labels[idx])
-                    correct += int(np.sum(pred == train_set.labels[idx]))
-                    ck.position += len(idx)
-                    ck.samples_seen += len(idx)
+                    images, labels = batch_images(train_set, order, shifts, ck.position, c.batch_size)
+                    pred = train_step(ck, rule, images, labels)
+                    correct += int(np.sum(pred == labels))
+                    ck.position += len(labels)
+                    ck.samples_seen += len(labels)
                     secs += time.perf_counter() - t0
-                    bar.update(len(idx))
+                    bar.update(len(labels))
                     bar.set_postfix(train=f"{correct / ck.position:.1%}")
                     if ck.position < n and (ck.position // c.batch_size) % max(1, checkpoint_every // c.batch_size) == 0:
                         ck.meta.update(epoch_correct=correct, epoch_seconds=secs)

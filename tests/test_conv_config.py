@@ -66,6 +66,8 @@ def test_overflowing_conv_config_is_refused_with_the_reason():
     ({"average_steps": 0}, "average_steps must be >= 1"),
     ({"minus_from_free": True, "symmetric_nudge": False}, "minus_from_free needs symmetric_nudge"),
     ({"minus_from_free": 1}, "minus_from_free must be true or false"),
+    ({"shift_pixels": -1}, "shift_pixels must be >= 0"),
+    ({"shift_pixels": 28}, "shift_pixels must be < image_size"),
 ])
 def test_bad_values_refused(kwargs, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -3,6 +3,8 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from eqfpga import data
 
@@ -66,3 +68,20 @@ def test_unknown_split_and_dataset():
         data.load("valid")
     with pytest.raises(data.DataError, match="unknown data set"):
         data.load("test", "cifar")
+
+
+@given(hnp.arrays(np.uint8, (3, 36)), st.lists(st.tuples(st.integers(-8, 8), st.integers(-8, 8)),
+                                                min_size=3, max_size=3))
+def test_translate_moves_pixels_and_fills_with_zero(images, shifts):
+    moved = data.translate(images, shifts)
+    assert moved.shape == images.shape and moved.dtype == images.dtype
+    for before, after, (dr, dc) in zip(images.reshape(3, 6, 6), moved.reshape(3, 6, 6), shifts):
+        for r in range(6):
+            for c in range(6):
+                inside = 0 <= r - dr < 6 and 0 <= c - dc < 6
+                assert after[r, c] == (before[r - dr, c - dc] if inside else 0)
+
+
+def test_translate_by_nothing_is_the_identity():
+    images = data.load("test").take(4).images
+    assert np.array_equal(data.translate(images, np.zeros((4, 2), int)), images)

@@ -24,10 +24,10 @@ def _weights(path: Path) -> dict:
         return {k: z[k] for k in z.files if k != "meta"}
 
 
-@pytest.mark.parametrize("optimizer", ["ep-sgd", "adam"])
-def test_resume_continues_to_the_uninterrupted_weights(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer, more_settings", [("ep-sgd", []), ("adam", []), ("ep-sgd", ["shift_pixels=2"])])
+def test_resume_continues_to_the_uninterrupted_weights(tmp_path, optimizer, more_settings):
     whole, split = tmp_path / "whole.json", tmp_path / "split.json"
-    run = SMALL + ["--optimizer", optimizer]
+    run = SMALL + more_settings + ["--optimizer", optimizer]
     conv_backprop.main(run + ["--epochs", "2", "--json", str(whole)])
     conv_backprop.main(run + ["--epochs", "1", "--json", str(split)])
     conv_backprop.main(run + ["--epochs", "2", "--json", str(split), "--resume"])

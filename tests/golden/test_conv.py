@@ -371,12 +371,12 @@ def test_float_spiking_mode_trains_with_spikes_and_keeps_its_mode(tmp_path):
         conv_train.fresh(SMALL, "double")
 
 
-def test_fit_stops_and_resumes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("shift_pixels", [0, 2])
+def test_fit_stops_and_resumes(tmp_path, shift_pixels):
     import eqfpga.golden.conv_train as ct
 
-    tr = data.load("train")
     small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,
-                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120))
+                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120), shift_pixels=shift_pixels)
     ck = ct.fit(small, tmp_path, 1, mode="int", train_samples=64, test_samples=32, max_seconds=0.0,
                 progress=False, log=lambda *a: None)
     assert ck.epoch == 0 and ck.position == 16
@@ -386,6 +386,20 @@ def test_fit_stops_and_resumes(tmp_path, monkeypatch):
     ref = ct.fit(small, tmp_path / "ref", 1, mode="int", train_samples=64, test_samples=32,
                  progress=False, log=lambda *a: None)
     assert all(np.array_equal(a, b) for a, b in zip(ck.params.w, ref.params.w))
+    if shift_pixels:   # the translated images are what it learned from
+        plain = ct.fit(replace(small, shift_pixels=0), tmp_path / "plain", 1, mode="int", train_samples=64,
+                       test_samples=32, progress=False, log=lambda *a: None)
+        assert any(not np.array_equal(a, b) for a, b in zip(ck.params.w, plain.params.w))
+
+
+def test_epoch_shifts_cover_the_range_and_depend_on_seed_and_epoch():
+    c = replace(SMALL, shift_pixels=2)
+    s = conv_train.epoch_shifts(c, 3, 5000)
+    assert s.shape == (5000, 2) and set(np.unique(s)) == {-2, -1, 0, 1, 2}
+    assert np.array_equal(s, conv_train.epoch_shifts(c, 3, 5000))
+    assert not np.array_equal(s, conv_train.epoch_shifts(c, 4, 5000))
+    assert not np.array_equal(s, conv_train.epoch_shifts(replace(c, seed=2), 3, 5000))
+    assert conv_train.epoch_shifts(SMALL, 3, 5000) is None
 
 
 @pytest.mark.parametrize("shift", [3, 17, 18, 21])

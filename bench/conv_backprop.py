@@ -140,13 +140,13 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
     batch = o.batch or (c.batch_size if o.optimizer == "ep-sgd" else 32)
     for epoch in range(ck.epoch, epochs):
         order = conv_train.epoch_order(c, epoch, len(train_set))
-        shifts = conv_train.epoch_shifts(c, epoch, len(train_set))
+        augmentation = conv_train.epoch_augmentation(c, epoch, len(train_set))
         sw, sb = cf.step_sizes(c.at_epoch(epoch))
         rates = sw + sb
         correct, t0 = 0, time.perf_counter()
         for i in tqdm(range(0, len(order), batch), desc=f"{o.optimizer} epoch {epoch + 1}/{epochs}",
                       disable=not progress, mininterval=1.0):
-            images, labels = conv_train.batch_images(train_set, order, shifts, i, batch)
+            images, labels = conv_train.batch_images(train_set, order, augmentation, i, batch)
             x = cf.float_input(images, c, np.float32)
             if o.network == "recurrent":
                 gw, gb, _, pred = cf.bptt_grad(x, labels, p, c, c.free_steps, o.mask_output)

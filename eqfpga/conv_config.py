@@ -122,8 +122,11 @@ class ConvConfig(NeuronFormats):
     w_shift_caps: tuple = ()
     b_shift_caps: tuple = ()
     # training images are moved by a random whole number of pixels in [-shift_pixels,
-    # shift_pixels] along each axis (zero fill), drawn per epoch (``conv_train.epoch_shifts``)
+    # shift_pixels] along each axis (zero fill), drawn per epoch (``conv_train.epoch_augmentation``)
     shift_pixels: int = 0
+    # half of the training images, drawn per epoch, are mirrored left to right (before the
+    # shift); for data whose classes a mirror keeps (Fashion-MNIST, not digits)
+    mirror_images: bool = False
     seed: int = 1
     description: str = field(default="", compare=False)
 
@@ -215,6 +218,7 @@ class ConvConfig(NeuronFormats):
                      f"{f.name} must be a list of integers, got {v!r}")
         need(isinstance(self.symmetric_nudge, bool), "symmetric_nudge must be true or false")
         need(isinstance(self.minus_from_free, bool), "minus_from_free must be true or false")
+        need(isinstance(self.mirror_images, bool), "mirror_images must be true or false")
         need(not self.minus_from_free or self.symmetric_nudge, "minus_from_free needs symmetric_nudge")
         need(self.pooling in ("avg", "max"), f"pooling must be 'avg' or 'max', got {self.pooling!r}")
         for name in ("image_size", "input_channels", "kernel", "pool", "outputs", "input_bits",
@@ -383,7 +387,7 @@ SECTIONS = {
                     "drive_bits", "membrane_bits", "update_bits"),
     "phases": ("free_steps", "nudge_steps", "symmetric_nudge", "minus_from_free", "average_steps"),
     "learning": ("w_shifts", "b_shifts", "w_init", "batch_size", "lr_decay_epochs", "w_shift_caps",
-                 "b_shift_caps", "shift_pixels", "seed"),
+                 "b_shift_caps", "shift_pixels", "mirror_images", "seed"),
 }
 
 

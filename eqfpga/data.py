@@ -147,3 +147,12 @@ def translate(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
         (r_to, r_from), (c_to, c_from) = spans(int(dr)), spans(int(dc))
         out[i, r_to, c_to] = x[i, r_from, c_from]
     return out.reshape(images.shape)
+
+
+def mirror(images: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Square images (flattened, one per row), those with ``flags[i]`` set mirrored left to right."""
+    images = np.asarray(images)
+    size = int(round(images.shape[1] ** 0.5))
+    x = images.reshape(len(images), size, size)
+    flags = np.asarray(flags, dtype=bool)
+    return np.where(flags[:, None, None], x[:, :, ::-1], x).reshape(images.shape)

@@ -19,6 +19,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -141,21 +142,35 @@ def epoch_order(c: ConvConfig, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([c.seed, epoch]).permutation(n)
 
 
-def epoch_shifts(c: ConvConfig, epoch: int, n: int) -> np.ndarray | None:
-    """(rows, columns) translation of the image at each position of ``epoch``'s order, in
-    [-shift_pixels, shift_pixels]; None without augmentation. A function of the seed and the
-    epoch only, so a resumed run sees the same images."""
-    if not c.shift_pixels:
-        return None
-    return np.random.default_rng([c.seed, epoch, 1]).integers(-c.shift_pixels, c.shift_pixels + 1, (n, 2))
+class Augmentation(NamedTuple):
+    """How an epoch changes its training images, one row per position of its order: a
+    (rows, columns) translation in [-shift_pixels, shift_pixels] and a left-right mirror flag
+    (applied first); None where the configuration asks for neither."""
+    shifts: np.ndarray | None
+    mirrors: np.ndarray | None
 
 
-def batch_images(split: data.Split, order: np.ndarray, shifts: np.ndarray | None, start: int, size: int):
-    """Images and labels of the batch at ``start`` of an epoch's ``order``, translated by ``shifts``."""
+def epoch_augmentation(c: ConvConfig, epoch: int, n: int) -> Augmentation:
+    """``epoch``'s augmentation: a function of the seed and the epoch only, so a resumed run
+    sees the same images. Shifts and mirrors come from separate streams, so adding one leaves
+    the other's draws as they were."""
+    shifts = mirrors = None
+    if c.shift_pixels:
+        shifts = np.random.default_rng([c.seed, epoch, 1]).integers(-c.shift_pixels, c.shift_pixels + 1, (n, 2))
+    if c.mirror_images:
+        mirrors = np.random.default_rng([c.seed, epoch, 2]).integers(0, 2, n).astype(bool)
+    return Augmentation(shifts, mirrors)
+
+
+def batch_images(split: data.Split, order: np.ndarray, augmentation: Augmentation, start: int, size: int):
+    """Images and labels of the batch at ``start`` of an epoch's ``order``, changed as
+    ``augmentation`` says."""
     idx = order[start:start + size]
     images = split.images[idx]
-    if shifts is not None:
-        images = data.translate(images, shifts[start:start + size])
+    if augmentation.mirrors is not None:
+        images = data.mirror(images, augmentation.mirrors[start:start + size])
+    if augmentation.shifts is not None:
+        images = data.translate(images, augmentation.shifts[start:start + size])
     return images, split.labels[idx]
 
 
@@ -237,7 +252,7 @@ def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: boo
     t_start = time.perf_counter()
     try:
         while ck.epoch < epochs:
-            order, shifts = epoch_order(c, ck.epoch, n), epoch_shifts(c, ck.epoch, n)
+            order, augmentation = epoch_order(c, ck.epoch, n), epoch_augmentation(c, ck.epoch, n)
             rule = c.at_epoch(ck.epoch)
             bar = tqdm(total=n, initial=ck.position, desc=f"{mode} epoch {ck.epoch + 1}/{epochs}",
                        unit="sample", disable=not progress, mininterval=1.0)
@@ -246,7 +261,7 @@ def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: boo
             try:
                 while ck.position < n:
                     t0 = time.perf_counter()
-                    images, labels = batch_images(train_set, order, shifts, ck.position, c.batch_size)
+                    images, labels = batch_images(train_set, order, augmentation, ck.position, c.batch_size)
                     pred = train_step(ck, rule, images, labels)
                     correct += int(np.sum(pred == labels))
                     ck.position += len(labels)

@@ -68,6 +68,7 @@ def test_overflowing_conv_config_is_refused_with_the_reason():
     ({"minus_from_free": 1}, "minus_from_free must be true or false"),
     ({"shift_pixels": -1}, "shift_pixels must be >= 0"),
     ({"shift_pixels": 28}, "shift_pixels must be < image_size"),
+    ({"mirror_images": "yes"}, "mirror_images must be true or false"),
 ])
 def test_bad_values_refused(kwargs, msg):
     with pytest.raises(ConfigError, match=msg):

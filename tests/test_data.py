@@ -85,3 +85,12 @@ def test_translate_moves_pixels_and_fills_with_zero(images, shifts):
 def test_translate_by_nothing_is_the_identity():
     images = data.load("test").take(4).images
     assert np.array_equal(data.translate(images, np.zeros((4, 2), int)), images)
+
+
+@given(hnp.arrays(np.uint8, (4, 25)), hnp.arrays(np.bool_, 4))
+def test_mirror_flips_the_flagged_images_left_to_right(images, flags):
+    out = data.mirror(images, flags)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    for before, after, flag in zip(images.reshape(4, 5, 5), out.reshape(4, 5, 5), flags):
+        assert np.array_equal(after, before[:, ::-1] if flag else before)
+    assert np.array_equal(data.mirror(out, flags), images)

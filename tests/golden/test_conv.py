@@ -371,12 +371,13 @@ def test_float_spiking_mode_trains_with_spikes_and_keeps_its_mode(tmp_path):
         conv_train.fresh(SMALL, "double")
 
 
-@pytest.mark.parametrize("shift_pixels", [0, 2])
-def test_fit_stops_and_resumes(tmp_path, shift_pixels):
+@pytest.mark.parametrize("shift_pixels, mirror_images", [(0, False), (2, False), (0, True)])
+def test_fit_stops_and_resumes(tmp_path, shift_pixels, mirror_images):
     import eqfpga.golden.conv_train as ct
 
     small = replace(SMALL, image_size=28, conv_channels=(2, 2), fc_hidden=(8,), kernel=5, batch_size=16,
-                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120), shift_pixels=shift_pixels)
+                    free_steps=4, nudge_steps=2, w_init=(400, 60, 60, 120), shift_pixels=shift_pixels,
+                    mirror_images=mirror_images)
     ck = ct.fit(small, tmp_path, 1, mode="int", train_samples=64, test_samples=32, max_seconds=0.0,
                 progress=False, log=lambda *a: None)
     assert ck.epoch == 0 and ck.position == 16
@@ -386,20 +387,36 @@ def test_fit_stops_and_resumes(tmp_path, shift_pixels):
     ref = ct.fit(small, tmp_path / "ref", 1, mode="int", train_samples=64, test_samples=32,
                  progress=False, log=lambda *a: None)
     assert all(np.array_equal(a, b) for a, b in zip(ck.params.w, ref.params.w))
-    if shift_pixels:   # the translated images are what it learned from
-        plain = ct.fit(replace(small, shift_pixels=0), tmp_path / "plain", 1, mode="int", train_samples=64,
+    if shift_pixels or mirror_images:   # the changed images are what it learned from
+        plain = ct.fit(replace(small, shift_pixels=0, mirror_images=False), tmp_path / "plain", 1, mode="int", train_samples=64,
                        test_samples=32, progress=False, log=lambda *a: None)
         assert any(not np.array_equal(a, b) for a, b in zip(ck.params.w, plain.params.w))
 
 
-def test_epoch_shifts_cover_the_range_and_depend_on_seed_and_epoch():
-    c = replace(SMALL, shift_pixels=2)
-    s = conv_train.epoch_shifts(c, 3, 5000)
-    assert s.shape == (5000, 2) and set(np.unique(s)) == {-2, -1, 0, 1, 2}
-    assert np.array_equal(s, conv_train.epoch_shifts(c, 3, 5000))
-    assert not np.array_equal(s, conv_train.epoch_shifts(c, 4, 5000))
-    assert not np.array_equal(s, conv_train.epoch_shifts(replace(c, seed=2), 3, 5000))
-    assert conv_train.epoch_shifts(SMALL, 3, 5000) is None
+def test_epoch_augmentation_covers_the_range_and_depends_on_seed_and_epoch():
+    c = replace(SMALL, shift_pixels=2, mirror_images=True)
+    a = conv_train.epoch_augmentation(c, 3, 5000)
+    assert a.shifts.shape == (5000, 2) and set(np.unique(a.shifts)) == {-2, -1, 0, 1, 2}
+    assert a.mirrors.shape == (5000,) and 2200 < a.mirrors.sum() < 2800
+    for other, same in ((c, True), (replace(c, mirror_images=False), True), (replace(c, seed=2), False)):
+        b = conv_train.epoch_augmentation(other, 3, 5000)
+        assert np.array_equal(a.shifts, b.shifts) == same   # mirrors leave the shifts as they were
+    assert not np.array_equal(a.shifts, conv_train.epoch_augmentation(c, 4, 5000).shifts)
+    assert not np.array_equal(a.mirrors, conv_train.epoch_augmentation(c, 4, 5000).mirrors)
+    assert conv_train.epoch_augmentation(SMALL, 3, 5000) == (None, None)
+
+
+def test_batch_images_mirror_before_the_shift():
+    split = data.load("test").take(8)
+    c = replace(SMALL, shift_pixels=3, mirror_images=True)
+    order = np.arange(8)[::-1]
+    a = conv_train.epoch_augmentation(c, 0, 8)
+    images, labels = conv_train.batch_images(split, order, a, 2, 4)
+    assert np.array_equal(labels, split.labels[order[2:6]])
+    want = data.translate(data.mirror(split.images[order[2:6]], a.mirrors[2:6]), a.shifts[2:6])
+    assert np.array_equal(images, want)
+    plain, _ = conv_train.batch_images(split, order, conv_train.Augmentation(None, None), 2, 4)
+    assert np.array_equal(plain, split.images[order[2:6]])
 
 
 @pytest.mark.parametrize("shift", [3, 17, 18, 21])

@@ -183,6 +183,16 @@ def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
     return ConvCheckpoint(c, mode, p, conv.seeded_streams(c))
 
 
+def _check_weights_fit(path, own: ConvConfig, c: ConvConfig, mode: str) -> None:
+    """Weights saved under ``own`` can serve ``c``: the same network and, for the integer
+    model, the same weight and bias formats (learning rule, phases and dynamics may differ)."""
+    fixed = SECTIONS["network"] + (("weight_bits", "weight_frac_bits", "bias_bits") if mode == "int" else ())
+    differ = [f for f in fixed if getattr(own, f) != getattr(c, f)]
+    if differ:
+        raise ConvCheckpointError(f"{path}: its weights do not fit configuration {c.name!r} "
+                                  f"(they differ in {', '.join(differ)})")
+
+
 def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
     """A run on configuration ``c`` that starts from the end of an epoch of another run (its
     ``last.npz`` or ``epochNNN.npz``): weights, LFSR streams, epoch count and history carry
@@ -190,11 +200,7 @@ def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
     The network and, for the integer model, the weight and bias formats must be the same."""
     ck = load(path, mode=mode)
     old = ck.config
-    fixed = SECTIONS["network"] + (("weight_bits", "weight_frac_bits", "bias_bits") if mode == "int" else ())
-    differ = [f for f in fixed if getattr(old, f) != getattr(c, f)]
-    if differ:
-        raise ConvCheckpointError(f"{path}: its weights do not fit configuration {c.name!r} "
-                                  f"(they differ in {', '.join(differ)})")
+    _check_weights_fit(path, old, c, mode)
     if ck.position:
         raise ConvCheckpointError(f"{path}: saved in the middle of epoch {ck.epoch + 1}; branch from "
                                   f"the end of an epoch (epoch{ck.epoch:03d}.npz)")
@@ -202,6 +208,40 @@ def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
                                                "model_hash": old.model_hash, "epoch": ck.epoch}]
     return ConvCheckpoint(c, mode, ck.params, ck.streams, ck.epoch, 0, ck.samples_seen, ck.history,
                           {"branches": branches})
+
+
+def average(paths) -> ConvCheckpoint:
+    """The element-wise mean of the weights and biases of several checkpoints of one network
+    (the epochs of a run, or of a run and its branches): the others must fit the last one's
+    configuration (:func:`branch`'s rule) and share its mode. Integer weights are the exact
+    mean rounded half up, so they stay in range and are integers of the same format; the
+    result carries the last checkpoint's configuration, epoch and history, and records its
+    sources in ``meta["averaged"]``. Training noise (stochastic rounding, the last batches'
+    steps) averages out while the weights themselves have levelled off."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("average needs at least one checkpoint")
+    cks = [load(p) for p in paths]
+    last = cks[-1]
+    for p, ck in zip(paths, cks):
+        if ck.mode != last.mode:
+            raise ConvCheckpointError(f"{p}: trained in {ck.mode} mode, not {last.mode} like {paths[-1]}")
+        _check_weights_fit(p, ck.config, last.config, last.mode)
+    n = len(cks)
+    if last.mode == "int":
+        def mean(arrays):   # floor((sum + n/2) / n), in integers
+            return (2 * np.sum(arrays, axis=0) + n) // (2 * n)
+        params = conv.Params
+    else:
+        def mean(arrays):
+            return np.mean(np.asarray(arrays, np.float64), axis=0).astype(arrays[0].dtype)
+        params = cf.FParams
+    L = last.config.n_layers
+    averaged = params([mean([ck.params.w[i] for ck in cks]) for i in range(L)],
+                      [mean([ck.params.b[i] for ck in cks]) for i in range(L)])
+    sources = [{"from": str(p), "epoch": ck.epoch, "position": ck.position} for p, ck in zip(paths, cks)]
+    return ConvCheckpoint(last.config, last.mode, averaged, last.streams, last.epoch, last.position,
+                          last.samples_seen, last.history, {**last.meta, "averaged": sources})
 
 
 def train_step(ck: ConvCheckpoint, rule: ConvConfig, images, labels) -> np.ndarray:

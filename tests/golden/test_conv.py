@@ -512,3 +512,54 @@ def test_branch_carries_weights_and_history_into_a_new_configuration(tmp_path):
         ct.branch(tmp_path / "c" / "last.npz", small, "int")
     with pytest.raises(ValueError, match="not both"):
         ct.fit(small, tmp_path / "a", 2, resume=True, branch_from=tmp_path / "a" / "epoch001.npz", **quiet)
+
+
+@pytest.mark.parametrize("mode", ["int", "float"])
+def test_average_is_the_elementwise_mean_rounded_half_up(tmp_path, mode):
+    ct = conv_train
+    rng = np.random.default_rng(3)
+    cks, paths = [], []
+    for k in range(3):
+        ck = ct.fresh(TINY, mode)
+        lo, hi = TINY.weight_range
+        if mode == "int":
+            ck.params = conv.Params([rng.integers(lo, hi + 1, w.shape) for w in ck.params.w],
+                                    [rng.integers(-5, 6, b.shape) for b in ck.params.b])
+        else:
+            ck.params = cf.FParams([rng.standard_normal(w.shape).astype(np.float32) for w in ck.params.w],
+                                   [rng.standard_normal(b.shape).astype(np.float32) for b in ck.params.b])
+        ck.epoch = k + 1
+        cks.append(ck)
+        paths.append(ct.save(ck, tmp_path / f"epoch{k + 1:03d}.npz"))
+    for n in (1, 2, 3):
+        mean = ct.average(paths[:n])
+        assert mean.mode == mode and mean.epoch == n
+        assert [s["epoch"] for s in mean.meta["averaged"]] == list(range(1, n + 1))
+        for i in range(TINY.n_layers):
+            for got, parts in ((mean.params.w[i], [c.params.w[i] for c in cks[:n]]),
+                               (mean.params.b[i], [c.params.b[i] for c in cks[:n]])):
+                assert got.dtype == parts[0].dtype
+                exact = np.sum(np.asarray(parts, np.float64), axis=0) / n
+                if mode == "int":
+                    assert np.array_equal(got, np.floor(exact + 0.5))   # thirds and halves round up
+                else:
+                    assert np.allclose(got, exact, atol=1e-6)
+    if mode == "int":
+        mean.params.check(TINY)
+    again = ct.load(ct.save(ct.average(paths), tmp_path / "mean.npz"), TINY, mode)
+    assert all(np.array_equal(a, b) for a, b in zip(again.params.w, ct.average(paths).params.w))
+
+
+def test_average_refuses_other_modes_and_networks(tmp_path):
+    ct = conv_train
+    a = ct.save(ct.fresh(TINY, "int"), tmp_path / "a.npz")
+    b = ct.save(ct.fresh(TINY, "float"), tmp_path / "b.npz")
+    wide = ct.save(ct.fresh(replace(TINY, name="wide", fc_hidden=(17,)), "int"), tmp_path / "wide.npz")
+    faster = ct.save(ct.fresh(replace(TINY, name="faster", w_shifts=(9, 9, 9, 9)), "int"), tmp_path / "f.npz")
+    with pytest.raises(ct.ConvCheckpointError, match="trained in float mode, not int"):
+        ct.average([b, a])
+    with pytest.raises(ct.ConvCheckpointError, match=r"differ in fc_hidden"):
+        ct.average([wide, a])
+    assert ct.average([faster, a]).config == TINY   # another learning rule, the same weights' format
+    with pytest.raises(ValueError, match="at least one"):
+        ct.average([])

@@ -38,12 +38,10 @@ def main(argv=None):
         test = data.load("test", dataset, folder).take(a.test_samples)
     except (conv_train.ConvCheckpointError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
-    sources = []
-    for src in ck.meta["averaged"]:
-        recorded = next((h for h in ck.history if h["epoch"] == src["epoch"]), None) if not src["position"] else None
-        sources.append({**src, "test_accuracy": recorded and recorded["test_accuracy"],
-                        "test_samples": recorded and recorded["test_samples"]})
-        acc = "" if recorded is None else f"{100 * recorded['test_accuracy']:.2f}% ({recorded['test_samples']} test images, recorded)"
+    sources = ck.meta["averaged"]
+    for src in sources:
+        acc = "" if src["test_accuracy"] is None else \
+            f"{100 * src['test_accuracy']:.2f}% ({src['test_samples']} test images, recorded)"
         print(f"{src['from']} (epoch {src['epoch']}): {acc}")
     accuracy = conv_train.evaluate(ck, test.images, test.labels)
     print(f"mean of {len(sources)} ({ck.mode}, {dataset}): {100 * accuracy:.2f}% ({len(test)} test images)")

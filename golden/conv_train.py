@@ -239,7 +239,11 @@ def average(paths) -> ConvCheckpoint:
     L = last.config.n_layers
     averaged = params([mean([ck.params.w[i] for ck in cks]) for i in range(L)],
                       [mean([ck.params.b[i] for ck in cks]) for i in range(L)])
-    sources = [{"from": str(p), "epoch": ck.epoch, "position": ck.position} for p, ck in zip(paths, cks)]
+    sources = []
+    for p, ck in zip(paths, cks):   # each with the test result its own run recorded for it
+        h = ck.history[-1] if ck.history and not ck.position and ck.history[-1]["epoch"] == ck.epoch else {}
+        sources.append({"from": str(p), "epoch": ck.epoch, "position": ck.position,
+                        "test_accuracy": h.get("test_accuracy"), "test_samples": h.get("test_samples")})
     return ConvCheckpoint(last.config, last.mode, averaged, last.streams, last.epoch, last.position,
                           last.samples_seen, last.history, {**last.meta, "averaged": sources})
 

@@ -12,7 +12,8 @@ Checkpoints go to ``--out`` (default ``bench/results/conv_<config>-<mode>-<datas
 ``training.png``. ``--set KEY=VALUE`` changes configuration fields (values in JSON: ``w_shifts=[15,15,14,13]``,
 ``minus_from_free=false``) for experiments. ``--max-minutes`` stops (with a checkpoint) after that much training time.
 ``--branch-from CK`` starts a new run (``--out``) from the end of an epoch of another run, with this
-configuration (network and weight formats must match; the learning rule, phases and dynamics may differ).
+configuration (network and weight formats must match; the learning rule, phases and dynamics may differ),
+or in another ``--mode``: its weights are converted (a float run finished in the integer model).
 The summary (``--json``) includes the time per full 60,000-sample epoch extrapolated from the
 measured time per sample.
 """

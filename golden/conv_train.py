@@ -193,21 +193,58 @@ def _check_weights_fit(path, own: ConvConfig, c: ConvConfig, mode: str) -> None:
                                   f"(they differ in {', '.join(differ)})")
 
 
+def convert(ck: ConvCheckpoint, c: ConvConfig, mode: str, source="") -> ConvCheckpoint:
+    """``ck``'s weights as a checkpoint of ``mode`` on configuration ``c`` (the same network):
+    the real values ``W_int * 2**-weight_frac_bits`` are kept; into the integer model they are
+    rounded half up to ``c``'s weight and bias formats and saturated at their ends. Where they
+    came from and how many saturated is recorded in ``meta["converted"]``; position, streams and
+    history carry over."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    _check_weights_fit(source or "checkpoint", ck.config, c, "float")   # the network, whatever the formats
+
+    def real(a):
+        a = np.asarray(a, np.float64)
+        return a * 2.0 ** -ck.config.weight_frac_bits if ck.mode == "int" else a
+
+    saturated = 0
+    if mode == "int":
+        def to_int(a, lo, hi):
+            nonlocal saturated
+            q = np.floor(real(a) * 2.0 ** c.weight_frac_bits + 0.5)
+            saturated += int(np.count_nonzero((q < lo) | (q > hi)))
+            return np.clip(q, lo, hi).astype(np.int64)
+        params = conv.Params([to_int(w, *c.weight_range) for w in ck.params.w],
+                             [to_int(b, *c.bias_range) for b in ck.params.b])
+    else:
+        params = cf.FParams([real(w).astype(np.float32) for w in ck.params.w],
+                            [real(b).astype(np.float32) for b in ck.params.b])
+    converted = {"from": str(source), "mode": ck.mode, "config": ck.config.name, "saturated": saturated}
+    return ConvCheckpoint(c, mode, params, ck.streams, ck.epoch, ck.position, ck.samples_seen, ck.history,
+                          {**ck.meta, "converted": ck.meta.get("converted", []) + [converted]})
+
+
 def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
     """A run on configuration ``c`` that starts from the end of an epoch of another run (its
     ``last.npz`` or ``epochNNN.npz``): weights, LFSR streams, epoch count and history carry
     over; the learning rule, phases and dynamics become ``c``'s (its schedule at that epoch).
-    The network and, for the integer model, the weight and bias formats must be the same."""
-    ck = load(path, mode=mode)
+    The network must be the same and, for the integer model, the weight and bias formats too,
+    unless the other run trained in another mode: then its weights are converted
+    (:func:`convert`; a float run finished in the integer model, say)."""
+    ck = load(path)
     old = ck.config
-    _check_weights_fit(path, old, c, mode)
+    if ck.mode == mode:
+        _check_weights_fit(path, old, c, mode)
     if ck.position:
         raise ConvCheckpointError(f"{path}: saved in the middle of epoch {ck.epoch + 1}; branch from "
                                   f"the end of an epoch (epoch{ck.epoch:03d}.npz)")
+    if ck.mode != mode:
+        ck = convert(ck, c, mode, path)
     branches = ck.meta.get("branches", []) + [{"from": str(path), "config": old.name,
                                                "model_hash": old.model_hash, "epoch": ck.epoch}]
     return ConvCheckpoint(c, mode, ck.params, ck.streams, ck.epoch, 0, ck.samples_seen, ck.history,
-                          {"branches": branches})
+                          {"branches": branches, **({"converted": ck.meta["converted"]}
+                                                   if "converted" in ck.meta else {})})
 
 
 def average(paths) -> ConvCheckpoint:

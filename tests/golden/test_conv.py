@@ -505,8 +505,9 @@ def test_branch_carries_weights_and_history_into_a_new_configuration(tmp_path):
     assert ct.load(tmp_path / "b" / "last.npz", slower, "int").meta["branches"][0]["epoch"] == 1
     with pytest.raises(ct.ConvCheckpointError, match=r"do not fit configuration 'wide' \(they differ in fc_hidden\)"):
         ct.branch(tmp_path / "a" / "epoch001.npz", replace(small, name="wide", fc_hidden=(9,)), "int")
-    with pytest.raises(ct.ConvCheckpointError, match="trained in int mode, not float"):
-        ct.branch(tmp_path / "a" / "epoch001.npz", small, "float")
+    as_float = ct.branch(tmp_path / "a" / "epoch001.npz", small, "float")   # converted: the same real weights
+    assert as_float.mode == "float" and as_float.meta["converted"][0]["mode"] == "int"
+    assert all(np.array_equal(f, i * 2.0 ** -small.weight_frac_bits) for f, i in zip(as_float.params.w, first.params.w))
     ct.fit(small, tmp_path / "c", 1, max_seconds=0.0, **quiet)
     with pytest.raises(ct.ConvCheckpointError, match="middle of epoch 1"):
         ct.branch(tmp_path / "c" / "last.npz", small, "int")
@@ -563,3 +564,32 @@ def test_average_refuses_other_modes_and_networks(tmp_path):
     assert ct.average([faster, a]).config == TINY   # another learning rule, the same weights' format
     with pytest.raises(ValueError, match="at least one"):
         ct.average([])
+
+
+def test_convert_keeps_real_weights_and_rounds_into_the_integer_formats():
+    ct = conv_train
+    rng = np.random.default_rng(5)
+    fine = replace(TINY, name="fine", weight_bits=TINY.weight_bits + 2, weight_frac_bits=TINY.weight_frac_bits + 2,
+                   bias_bits=TINY.bias_bits + 2)
+    ck = ct.fresh(fine, "int")
+    lo, hi = fine.weight_range
+    ck.params = conv.Params([rng.integers(lo, hi + 1, w.shape) for w in ck.params.w],
+                            [rng.integers(-9, 10, b.shape) for b in ck.params.b])
+    ck.params.w[0].flat[:3] = [hi, lo, 2]   # rounds past TINY's top (saturates), its bottom, half its LSB (up)
+    as_float = ct.convert(ck, fine, "float")
+    assert all(np.array_equal(f, i * 2.0 ** -fine.weight_frac_bits) for f, i in zip(as_float.params.w, ck.params.w))
+    coarse = ct.convert(as_float, TINY, "int", "f.npz")
+    exact = [np.floor(w / 4 + 0.5) for w in ck.params.w]
+    tlo, thi = TINY.weight_range
+    assert all(np.array_equal(q, np.clip(e, tlo, thi)) for q, e in zip(coarse.params.w, exact))
+    assert coarse.params.w[0].flat[2] == 1
+    coarse.params.check(TINY)
+    assert coarse.meta["converted"][-1] == {"from": "f.npz", "mode": "float", "config": "fine",
+                                            "saturated": sum(int(np.count_nonzero((e < tlo) | (e > thi))) for e in exact)}
+    assert coarse.meta["converted"][-1]["saturated"] >= 1 and coarse.params.w[0].flat[1] == tlo
+    same = ct.convert(ck, fine, "int")   # a round trip in one format changes nothing
+    assert all(np.array_equal(a, b) for a, b in zip(same.params.w + same.params.b, ck.params.w + ck.params.b))
+    with pytest.raises(ct.ConvCheckpointError, match="differ in fc_hidden"):
+        ct.convert(ck, replace(TINY, name="wide", fc_hidden=(17,)), "float")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ct.convert(ck, TINY, "analog")

@@ -183,10 +183,10 @@ def fresh(c: ConvConfig, mode: str) -> ConvCheckpoint:
     return ConvCheckpoint(c, mode, p, conv.seeded_streams(c))
 
 
-def _check_weights_fit(path, own: ConvConfig, c: ConvConfig, mode: str) -> None:
-    """Weights saved under ``own`` can serve ``c``: the same network and, for the integer
-    model, the same weight and bias formats (learning rule, phases and dynamics may differ)."""
-    fixed = SECTIONS["network"] + (("weight_bits", "weight_frac_bits", "bias_bits") if mode == "int" else ())
+def _check_weights_fit(path, own: ConvConfig, c: ConvConfig, integer: bool) -> None:
+    """Weights saved under ``own`` can serve ``c``: the same network and, for ``integer``
+    weights, the same weight and bias formats (learning rule, phases and dynamics may differ)."""
+    fixed = SECTIONS["network"] + (("weight_bits", "weight_frac_bits", "bias_bits") if integer else ())
     differ = [f for f in fixed if getattr(own, f) != getattr(c, f)]
     if differ:
         raise ConvCheckpointError(f"{path}: its weights do not fit configuration {c.name!r} "
@@ -201,7 +201,7 @@ def convert(ck: ConvCheckpoint, c: ConvConfig, mode: str, source="") -> ConvChec
     history carry over."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    _check_weights_fit(source or "checkpoint", ck.config, c, "float")   # the network, whatever the formats
+    _check_weights_fit(source or "checkpoint", ck.config, c, integer=False)   # any formats: it rounds
 
     def real(a):
         a = np.asarray(a, np.float64)
@@ -234,7 +234,7 @@ def branch(path: str | Path, c: ConvConfig, mode: str) -> ConvCheckpoint:
     ck = load(path)
     old = ck.config
     if ck.mode == mode:
-        _check_weights_fit(path, old, c, mode)
+        _check_weights_fit(path, old, c, integer=mode == "int")
     if ck.position:
         raise ConvCheckpointError(f"{path}: saved in the middle of epoch {ck.epoch + 1}; branch from "
                                   f"the end of an epoch (epoch{ck.epoch:03d}.npz)")
@@ -263,7 +263,7 @@ def average(paths) -> ConvCheckpoint:
     for p, ck in zip(paths, cks):
         if ck.mode != last.mode:
             raise ConvCheckpointError(f"{p}: trained in {ck.mode} mode, not {last.mode} like {paths[-1]}")
-        _check_weights_fit(p, ck.config, last.config, last.mode)
+        _check_weights_fit(p, ck.config, last.config, integer=last.mode == "int")
     n = len(cks)
     if last.mode == "int":
         def mean(arrays):   # floor((sum + n/2) / n), in integers

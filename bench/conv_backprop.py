@@ -228,16 +228,15 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
-        c = with_overrides(load_conv_config(a.config), a.set)
         if a.pad < 0:
             raise ConfigError(f"--pad must be >= 0, got {a.pad}")
         if a.network == "recurrent" and a.loss != "mse":
             raise ConfigError("--network recurrent trains the mse loss only")
-        if a.steps is not None:
-            c = with_overrides(c, [f"free_steps={a.steps}"])
-        size = c.image_size
-        if a.pad:
-            c = with_overrides(c, [f"image_size={size + 2 * a.pad}"])
+        base = load_conv_config(a.config)
+        size = base.image_size   # the images' own size; --pad sets the network's
+        # one override, so the geometry is checked with the padded size (deeper nets need it)
+        c = with_overrides(base, a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
+                           + [f"image_size={size + 2 * a.pad}"] * bool(a.pad))
         layers = None if a.train_layers is None else [int(s) for s in a.train_layers.split(",")]
         if layers and not all(1 <= l <= c.n_layers for l in layers):
             raise ConfigError(f"--train-layers: layers are 1..{c.n_layers}")

@@ -48,3 +48,15 @@ def test_resume_refuses_other_options_or_missing_weights(tmp_path, capsys):
         conv_backprop.main(SMALL + ["--optimizer", "ep-sgd", "--epochs", "2", "--json", str(out), "--resume"])
     with pytest.raises(SystemExit, match="cannot read"):
         conv_backprop.main(SMALL + ["--epochs", "2", "--json", str(tmp_path / "none.json"), "--resume"])
+
+
+def test_pad_makes_room_for_a_third_convolution(tmp_path):
+    deeper = ["--config", "conv_mnist", "--train-samples", "16", "--test-samples", "8", "--no-progress",
+              "--epochs", "1", "--set", "kernel=3", "conv_channels=[2,2,2]", "fc_hidden=[8]", "batch_size=8",
+              "w_shifts=[14,14,14,14,13]", "b_shifts=[12,12,12,10,10]", "w_init=[400,30,30,15,30]"]
+    with pytest.raises(SystemExit, match="conv layer 2: output 11x11 is not divisible by pool 2"):
+        conv_backprop.main(deeper + ["--json", str(tmp_path / "no.json")])
+    doc = conv_backprop.main(deeper + ["--pad", "1", "--json", str(tmp_path / "pad.json")])
+    assert doc["pad"] == 1 and len(doc["history"]) == 1
+    with np.load(tmp_path / "pad.npz") as z:
+        assert z["w3"].shape == (2, 2, 3, 3)   # 30 -> 28 -> 14 -> 12 -> 6 -> 4 -> 2

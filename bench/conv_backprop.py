@@ -14,9 +14,9 @@ random initial values: ``3,4`` shows what fixed random convolutions allow. By de
 output error passes the output clip unchanged, as EP's nudge does (``--mask-output``
 differentiates the clip there too). ``--loss ce`` trains a softmax cross-entropy read-out of the
 output pre-activations instead (outside EP's energy, to see whether the loss limits the
-network), and ``--pad N`` zero-pads the images by ``N`` pixels on every side (``image_size``
-grows by ``2N``: the first convolution's output keeps the image's size, as a 'same' convolution
-would, and every later map grows with it). A Fashion-MNIST epoch takes about 15 s (16/32 channels,
+network), and ``--pad N`` zero-pads the images by ``N`` pixels on every side (the configuration's
+``input_pad``, as ``--set input_pad=N``: with ``N = kernel // 2`` the first convolution's output
+keeps the image's size, as a 'same' convolution would, and every later map grows with it). A Fashion-MNIST epoch takes about 15 s (16/32 channels,
 one core), some 40 times less than an EP epoch.
 
 ``--network recurrent`` trains EP's own network instead, feedback included: its ``--steps``
@@ -94,14 +94,6 @@ class Adam:
 def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, network="ff") -> float:
     test = cf.accuracy if network == "recurrent" else cf.feedforward_accuracy
     return test(split.images, split.labels, p, c)
-
-
-def pad_images(split: data.Split, size: int, pad: int) -> data.Split:
-    """The ``size x size`` images of ``split`` with ``pad`` zero pixels on every side."""
-    if split.images.shape[1] != size * size:
-        raise ValueError(f"--pad: images have {split.images.shape[1]} pixels, not {size}x{size}")
-    im = np.pad(split.images.reshape(-1, size, size), ((0, 0), (pad, pad), (pad, pad)))
-    return data.Split(im.reshape(len(im), -1), split.labels)
 
 
 @dataclass(frozen=True)
@@ -216,7 +208,8 @@ def main(argv=None):
                     help="free steps of the recurrent network (default: the config's free_steps)")
     ap.add_argument("--cross-check", action="store_true",
                     help="also test each epoch's weights in the other network (ff <-> recurrent)")
-    ap.add_argument("--pad", type=int, default=0, metavar="N", help="zero-pad the images by N pixels per side")
+    ap.add_argument("--pad", type=int, default=0, metavar="N",
+                    help="zero-pad the images by N pixels per side (the configuration's input_pad)")
     ap.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: from the config name)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--train-samples", type=int, default=None)
@@ -232,19 +225,15 @@ def main(argv=None):
             raise ConfigError(f"--pad must be >= 0, got {a.pad}")
         if a.network == "recurrent" and a.loss != "mse":
             raise ConfigError("--network recurrent trains the mse loss only")
-        base = load_conv_config(a.config)
-        size = base.image_size   # the images' own size; --pad sets the network's
         # one override, so the geometry is checked with the padded size (deeper nets need it)
-        c = with_overrides(base, a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
-                           + [f"image_size={size + 2 * a.pad}"] * bool(a.pad))
+        c = with_overrides(load_conv_config(a.config), a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
+                           + [f"input_pad={a.pad}"] * bool(a.pad))
         layers = None if a.train_layers is None else [int(s) for s in a.train_layers.split(",")]
         if layers and not all(1 <= l <= c.n_layers for l in layers):
             raise ConfigError(f"--train-layers: layers are 1..{c.n_layers}")
         dataset, data_dir = conv_train.run_data(c, a.dataset, a.data)
         tr = data.load("train", dataset, data_dir).take(a.train_samples)
         te = data.load("test", dataset, data_dir).take(a.test_samples)
-        if a.pad:
-            tr, te = pad_images(tr, size, a.pad), pad_images(te, size, a.pad)
     except (ConfigError, ValueError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
     o = Options(a.optimizer, a.lr, a.batch, None if layers is None else tuple(layers), a.mask_output,

@@ -9,7 +9,7 @@ with a :class:`~eqfpga.config.ConfigError` naming the quantity and the range.
 Network (``L = len(conv_channels) + len(fc_hidden) + 1`` weight layers, one neuron layer after
 each)::
 
-    x (input_channels, image_size, image_size)
+    x (input_channels, image_size, image_size), zero-padded by input_pad on every side
     -> conv k x k (valid) -> pool p x p -> neurons s_1 (conv_channels[0], ...)
     -> conv k x k (valid) -> pool p x p -> neurons s_2 ...
     -> flatten -> fully connected -> neurons (fc_hidden[0]) ... -> fully connected -> outputs
@@ -80,6 +80,9 @@ class ConvConfig(NeuronFormats):
     name: str
     # network
     image_size: int = 28
+    # zero pixels around the image before the first convolution (kernel // 2 keeps its output
+    # at the image's size, a 'same' convolution); the hardware streams them as zeros
+    input_pad: int = 0
     input_channels: int = 1
     conv_channels: tuple = (16, 32)
     kernel: int = 5
@@ -157,6 +160,11 @@ class ConvConfig(NeuronFormats):
         return -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
 
     @property
+    def padded_size(self) -> int:
+        """Side of the first convolution's input: the image with its ``input_pad`` border."""
+        return self.image_size + 2 * self.input_pad
+
+    @property
     def n_conv(self) -> int:
         return len(self.conv_channels)
 
@@ -227,7 +235,7 @@ class ConvConfig(NeuronFormats):
                      "average_steps"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("weight_frac_bits", "membrane_frac_bits", "leak_shift", "input_shift",
-                     "beta_shift", "lr_decay_epochs", "shift_pixels", "seed"):
+                     "beta_shift", "lr_decay_epochs", "shift_pixels", "seed", "input_pad"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.shift_pixels < self.image_size,
              f"shift_pixels must be < image_size ({self.image_size}), got {self.shift_pixels}")
@@ -298,7 +306,7 @@ def _geometry(c: ConvConfig, need=None) -> list[Layer]:
             raise ConfigError(msg)
 
     k, p = c.kernel, c.pool
-    shape = (c.input_channels, c.image_size, c.image_size)
+    shape = (c.input_channels, c.padded_size, c.padded_size)
     layers: list[Layer] = []
     for i, ch in enumerate(c.conv_channels):
         cin, h, _ = shape
@@ -380,7 +388,7 @@ def _worst_case(c: ConvConfig) -> dict[str, Width]:
 
 #: The TOML sections of a conv configuration and their fields.
 SECTIONS = {
-    "network": ("image_size", "input_channels", "conv_channels", "kernel", "pool", "pooling",
+    "network": ("image_size", "input_pad", "input_channels", "conv_channels", "kernel", "pool", "pooling",
                 "fc_hidden", "outputs"),
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
                     "membrane_frac_bits", "leak_shift", "input_shift", "beta_shift", "acc_bits",

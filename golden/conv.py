@@ -136,14 +136,18 @@ def seeded_streams(c: ConvConfig) -> list[int]:
 
 
 def quantize_input(pixels: np.ndarray, c: ConvConfig) -> np.ndarray:
-    """8-bit images ``(B, n*n*channels)`` or ``(B, C, n, n)`` -> ``x = pixel >> (8 - input_bits)``."""
+    """8-bit images ``(B, n*n*channels)`` or ``(B, C, n, n)`` -> ``x = pixel >> (8 - input_bits)``,
+    with the ``input_pad`` border of zeros: ``(B, C, padded_size, padded_size)``."""
     pixels = np.asarray(pixels)
     shape = (c.input_channels, c.image_size, c.image_size)
     if pixels.shape[-1] == int(np.prod(shape)):
         pixels = pixels.reshape((-1,) + shape)
     if pixels.shape[1:] != shape:
         raise ValueError(f"images of shape {pixels.shape[1:]}, config {c.name!r} expects {shape}")
-    return pixels.astype(np.int64) >> (8 - c.input_bits)
+    x = pixels.astype(np.int64) >> (8 - c.input_bits)
+    if c.input_pad:
+        x = np.pad(x, ((0, 0), (0, 0)) + ((c.input_pad, c.input_pad),) * 2)
+    return x
 
 
 def input_drive(x: np.ndarray, p: Params, c: ConvConfig) -> tuple[np.ndarray, np.ndarray | None]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from eqfpga.conv_config import ConvConfig
 from eqfpga.golden import conv_ops as ops
+from eqfpga.golden.conv import quantize_input
 
 
 @dataclass
@@ -57,9 +58,8 @@ def lr_scales(c: ConvConfig) -> tuple[list, list]:
 
 
 def float_input(pixels: np.ndarray, c: ConvConfig, dtype=np.float64) -> np.ndarray:
-    pixels = np.asarray(pixels)
-    x = (pixels.astype(np.int64) >> (8 - c.input_bits)).astype(dtype) * 2.0 ** -c.input_shift
-    return x.reshape(-1, c.input_channels, c.image_size, c.image_size)
+    """The integer model's input (:func:`eqfpga.golden.conv.quantize_input`, border included) in real units."""
+    return quantize_input(pixels, c).astype(dtype) * 2.0 ** -c.input_shift
 
 
 def _unpool(s, idx, c):

@@ -29,6 +29,15 @@ def test_geometry_of_the_2c2fc_network():
     assert c.pool_shift == 2
 
 
+def test_input_pad_grows_every_map_after_it():
+    c = replace(load_conv_config("conv_fashion"), input_pad=2)
+    assert c.padded_size == 32 and c.image_size == 28
+    assert [ly.out_shape for ly in c.layers] == [(16, 14, 14), (32, 5, 5), (128,), (10,)]
+    assert c.layers[2].weight_shape == (800, 128)
+    # the zeros add no range: the worst cases are the unpadded network's except the FC fan-in
+    assert c.widths["acc"] == load_conv_config("conv_fashion").widths["acc"]
+
+
 def test_worst_case_widths_hand_computed():
     c = ConvConfig(name="w")
     w = c.widths
@@ -69,6 +78,8 @@ def test_overflowing_conv_config_is_refused_with_the_reason():
     ({"shift_pixels": -1}, "shift_pixels must be >= 0"),
     ({"shift_pixels": 28}, "shift_pixels must be < image_size"),
     ({"mirror_images": "yes"}, "mirror_images must be true or false"),
+    ({"input_pad": -1}, "input_pad must be >= 0"),
+    ({"input_pad": 1}, "conv layer 2: output 9x9 is not divisible by pool 2"),
 ])
 def test_bad_values_refused(kwargs, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -112,6 +112,24 @@ def _images(n, size=14, offset=0):
     return data.downsample(tr.images[offset:offset + n], size), tr.labels[offset:offset + n].astype(I)
 
 
+def test_input_pad_is_a_border_of_zero_pixels_in_both_models():
+    """A padded network is the unpadded network of the larger size fed the bordered image:
+    same input, same spikes and predictions, integer and float."""
+    c = replace(TINY, image_size=12, input_pad=1)
+    big = replace(TINY, image_size=14)
+    X, _ = _images(3, 12)
+    bordered = np.pad(X.reshape(-1, 12, 12), ((0, 0), (1, 1), (1, 1))).reshape(3, -1)
+    assert np.array_equal(conv.quantize_input(X, c), conv.quantize_input(bordered, big))
+    assert np.array_equal(cf.float_input(X, c), cf.float_input(bordered, big))
+    p = conv.init_params(c)
+    padded, explicit = conv.infer(X, p, c), conv.infer(bordered, p, big)
+    assert np.array_equal(padded.spike_counts, explicit.spike_counts) and np.array_equal(padded.prediction, explicit.prediction)
+    fp = cf.FParams.from_int(p, c)
+    assert np.array_equal(cf.infer(X, fp, c), cf.infer(bordered, fp, big))
+    with pytest.raises(ValueError, match="expects"):
+        conv.quantize_input(bordered, c)      # the border is the model's, not the caller's
+
+
 def test_input_drive_and_first_step_semantics():
     c = TINY
     p = conv.init_params(c)

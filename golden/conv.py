@@ -64,7 +64,7 @@ hardware's per-sample mode is ``batch_size = 1``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,9 +86,21 @@ class Params:
 
     w: list
     b: list
+    #: the convolutions' pooled kernels while the weights are fixed (:meth:`fixed`), else None
+    pooled: list | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "Params":
         return Params([a.copy() for a in self.w], [a.copy() for a in self.b])
+
+    def fixed(self, c: ConvConfig) -> "Params":
+        """These weights (the same arrays) with every pooled kernel computed once, for phases
+        during which they do not change; the update goes to ``self``."""
+        if c.pooling != "avg":
+            return self
+        return Params(self.w, self.b, ops.pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
+
+    def kernel(self, l: int) -> np.ndarray | None:
+        return None if self.pooled is None else self.pooled[l]
 
     def arrays(self) -> dict[str, np.ndarray]:
         d = {f"w{i + 1}": a for i, a in enumerate(self.w)}
@@ -153,7 +165,7 @@ def quantize_input(pixels: np.ndarray, c: ConvConfig) -> np.ndarray:
 def input_drive(x: np.ndarray, p: Params, c: ConvConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """``(D, idx_1)`` of step 2 (``idx_1`` is None for average pooling)."""
     if c.pooling == "avg":
-        return rs(ops.pooled_conv(x, p.w[0], c.pool), c.pool_shift + c.input_shift), None
+        return rs(ops.pooled_conv(x, p.w[0], c.pool, p.kernel(0)), c.pool_shift + c.input_shift), None
     m, idx = ops.max_pool(ops.conv(x, p.w[0]), c.pool)
     return rs(m, c.input_shift), idx
 
@@ -180,7 +192,7 @@ def feedforward(l: int, a: np.ndarray, p: Params, c: ConvConfig):
     ly = c.layers[l]
     if ly.kind == "conv":
         if c.pooling == "avg":
-            return rs(ops.pooled_conv(a, p.w[l], c.pool), c.pool_shift), None
+            return rs(ops.pooled_conv(a, p.w[l], c.pool, p.kernel(l)), c.pool_shift), None
         return ops.max_pool(ops.conv(a, p.w[l]), c.pool)
     return ops._exact(a.reshape(len(a), -1), p.w[l], True), None
 
@@ -191,7 +203,7 @@ def feedback(l: int, s_next: np.ndarray, idx_next, p: Params, c: ConvConfig) -> 
     B = len(s_next)
     if nx.kind == "conv":
         if c.pooling == "avg":
-            return rs(ops.upsampled_conv_t(s_next, p.w[l + 1], c.pool), c.pool_shift)
+            return rs(ops.upsampled_conv_t(s_next, p.w[l + 1], c.pool, p.kernel(l + 1)), c.pool_shift)
         return ops.conv_t(ops.unpool(s_next, idx_next, c.pool), p.w[l + 1])
     return ops._exact(s_next, p.w[l + 1].T, True).reshape((B,) + c.layers[l].out_shape)
 
@@ -257,6 +269,7 @@ class Inference:
 
 def infer(pixels: np.ndarray, p: Params, c: ConvConfig) -> Inference:
     x = quantize_input(np.atleast_2d(pixels), c)
+    p = p.fixed(c)
     d, idx0 = input_drive(x, p, c)
     counts = np.zeros((len(x), c.outputs), np.int64)
     st = run_phase(State.zeros(len(x), c, idx0), d, p, c, c.free_steps, counts=counts)
@@ -321,14 +334,15 @@ def train_batch(pixels: np.ndarray, labels: np.ndarray, p: Params, c: ConvConfig
     """Free, nudged (and -beta) phases and one update for a batch; returns the free-phase
     predictions (before the update)."""
     x = quantize_input(np.atleast_2d(pixels), c)
-    d, idx0 = input_drive(x, p, c)
-    st, Rf = run_phase_mean(State.zeros(len(x), c, idx0), d, p, c, c.free_steps)
+    fixed = p.fixed(c)
+    d, idx0 = input_drive(x, fixed, c)
+    st, Rf = run_phase_mean(State.zeros(len(x), c, idx0), d, fixed, c, c.free_steps)
     pred = np.argmax(st.v[-1], axis=1)
     target = np.zeros((len(x), c.outputs), np.int64)
     target[np.arange(len(x)), np.asarray(labels, np.int64)] = 1
-    plus, Rn = run_phase_mean(st, d, p, c, c.nudge_steps, target, 1)
+    plus, Rn = run_phase_mean(st, d, fixed, c, c.nudge_steps, target, 1)
     ref = st
     if c.symmetric_nudge:
-        ref, Rf = run_phase_mean(st if c.minus_from_free else plus, d, p, c, c.nudge_steps, target, -1)
+        ref, Rf = run_phase_mean(st if c.minus_from_free else plus, d, fixed, c, c.nudge_steps, target, -1)
     update(p, x, Rf, ref.idx, Rn, plus.idx, c, streams)
     return pred

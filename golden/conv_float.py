@@ -21,7 +21,7 @@ backward pass reuses the forward interaction with the adjoint in place of the ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,9 +34,20 @@ from eqfpga.golden.conv import quantize_input
 class FParams:
     w: list
     b: list
+    #: the convolutions' pooled kernels while the weights are fixed (:meth:`fixed`), else None
+    pooled: list | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "FParams":
         return FParams([a.copy() for a in self.w], [a.copy() for a in self.b])
+
+    def fixed(self, c: ConvConfig) -> "FParams":
+        """As :meth:`eqfpga.golden.conv.Params.fixed`: the same arrays with their pooled kernels."""
+        if c.pooling != "avg":
+            return self
+        return FParams(self.w, self.b, ops.pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
+
+    def kernel(self, l: int) -> np.ndarray | None:
+        return None if self.pooled is None else self.pooled[l]
 
     @classmethod
     def from_int(cls, p, c: ConvConfig, dtype=np.float64) -> "FParams":
@@ -68,15 +79,16 @@ def _unpool(s, idx, c):
     return ops.unpool(s, idx, c.pool)
 
 
-def conv_pool(a, w, c: ConvConfig):
-    """Convolution then pooling of ``a`` with kernel ``w``; returns (pooled, max-pool window choices)."""
+def conv_pool(a, w, c: ConvConfig, we=None):
+    """Convolution then pooling of ``a`` with kernel ``w`` (``we``: its pooled kernel, if known);
+    returns (pooled, max-pool window choices)."""
     if c.pooling == "avg":
-        return ops.pooled_conv(a, w, c.pool) / (c.pool * c.pool), None
+        return ops.pooled_conv(a, w, c.pool, we) / (c.pool * c.pool), None
     return ops.max_pool(ops.conv(a, w), c.pool)
 
 
 def input_drive(x, p: FParams, c: ConvConfig):
-    return conv_pool(x, p.w[0], c)
+    return conv_pool(x, p.w[0], c, p.kernel(0))
 
 
 def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
@@ -90,7 +102,7 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
         ly = c.layers[l]
         if ly.kind == "conv":
             if c.pooling == "avg":
-                out.append(ops.pooled_conv(s[l - 1], p.w[l], c.pool) / (c.pool * c.pool))
+                out.append(ops.pooled_conv(s[l - 1], p.w[l], c.pool, p.kernel(l)) / (c.pool * c.pool))
                 continue
             q = ops.conv(s[l - 1], p.w[l])
             if idx is None:
@@ -104,7 +116,7 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
     for l in range(L - 1):
         nx = c.layers[l + 1]
         if nx.kind == "conv" and c.pooling == "avg":
-            out[l] = out[l] + ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool) / (c.pool * c.pool)
+            out[l] = out[l] + ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool, p.kernel(l + 1)) / (c.pool * c.pool)
         elif nx.kind == "conv":
             out[l] = out[l] + ops.conv_t(_unpool(s[l + 1], new_idx[l + 1], c), p.w[l + 1])
         else:
@@ -195,6 +207,7 @@ def ep_estimate(x, labels, p: FParams, c: ConvConfig, spiking: bool, free_steps=
     symmetric nudging, ``ref`` the -beta state, else 1 and the free state), in the units of
     ``dL/dtheta``, and the free-phase predictions."""
     beta = c.beta if beta is None else beta
+    p = p.fixed(c)
     d, idx0 = input_drive(x, p, c)
     st, rr = run_phase_mean(FState.zeros(len(x), c, idx0, x.dtype), d, p, c, free_steps or c.free_steps, spiking)
     pred = np.argmax(st.v[-1], axis=1)
@@ -232,6 +245,7 @@ def step_sizes(c: ConvConfig) -> tuple[list, list]:
 
 def infer(pixels, p: FParams, c: ConvConfig, spiking: bool = False, dtype=np.float32):
     x = float_input(pixels, c, dtype)
+    p = p.fixed(c)
     d, idx0 = input_drive(x, p, c)
     st = run_phase(FState.zeros(len(x), c, idx0, dtype), d, p, c, c.free_steps, spiking)
     return np.argmax(st.v[-1], axis=1)
@@ -252,6 +266,7 @@ def bptt_grad(x, labels, p: FParams, c: ConvConfig, steps: int | None = None, ma
     T = steps or c.free_steps
     tau = 2.0 ** -c.leak_shift
     L = c.n_layers
+    p = p.fixed(c)
     d, idx0 = input_drive(x, p, c)
     st = FState.zeros(len(x), c, idx0, x.dtype)
     vs, idxs = [], []

@@ -86,11 +86,18 @@ def pooled_kernel(w: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def pooled_conv(a: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
+def pooled_kernels(ws: list, kinds: list, p: int) -> list:
+    """:func:`pooled_kernel` of every convolution's weights (``kinds[l] == "conv"``), None for
+    the others: computed once for phases during which the weights do not change."""
+    return [pooled_kernel(w, p) if kind == "conv" else None for w, kind in zip(ws, kinds)]
+
+
+def pooled_conv(a: np.ndarray, w: np.ndarray, p: int, we: np.ndarray | None = None) -> np.ndarray:
     """``pool_sum(conv(a, w), p)`` as one stride-``p`` convolution with :func:`pooled_kernel`
-    (``p*p / ((k+p-1)/k)**2`` times fewer products; exact for integers)."""
+    (``p*p / ((k+p-1)/k)**2`` times fewer products; exact for integers). ``we``: that kernel,
+    when the caller has it already."""
     B, C, H, W = a.shape
-    we = pooled_kernel(w, p)
+    we = pooled_kernel(w, p) if we is None else we
     O, _, K, _ = we.shape
     Hp, Wp = (H - w.shape[2] + 1) // p, (W - w.shape[3] + 1) // p
     integer = _is_int(a, w)
@@ -104,19 +111,20 @@ def pooled_conv(a: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
     return out.reshape(B, Hp, Wp, O).transpose(0, 3, 1, 2)
 
 
-def upsampled_conv_t(g: np.ndarray, w: np.ndarray, p: int) -> np.ndarray:
+def upsampled_conv_t(g: np.ndarray, w: np.ndarray, p: int, we: np.ndarray | None = None) -> np.ndarray:
     """``conv_t(upsample(g, p), w)``, the adjoint of :func:`pooled_conv`: ``(B,O,Hp,Wp) ->
-    (B,C,p*Hp+k-1,p*Wp+k-1)``."""
+    (B,C,p*Hp+k-1,p*Wp+k-1)``; ``we`` as in :func:`pooled_conv`."""
     B, O, Hp, Wp = g.shape
-    we = pooled_kernel(w, p)
+    we = pooled_kernel(w, p) if we is None else we
     _, C, K, _ = we.shape
-    cols = _exact(g.transpose(0, 2, 3, 1).reshape(-1, O), we.reshape(O, -1), _is_int(g, w))
-    cols = cols.reshape(B, Hp, Wp, C, K, K)
-    out = np.zeros((B, C, p * (Hp - 1) + K, p * (Wp - 1) + K), cols.dtype)
+    # (C*K*K, O) x (O, B*Hp*Wp): the K*K shifted additions below then move whole (C, B) planes
+    cols = _exact(we.reshape(O, -1).T, g.transpose(1, 0, 2, 3).reshape(O, -1), _is_int(g, w))
+    cols = cols.reshape(C, K, K, B, Hp, Wp)
+    out = np.zeros((C, B, p * (Hp - 1) + K, p * (Wp - 1) + K), cols.dtype)
     for i in range(K):
         for j in range(K):
-            out[:, :, i:i + p * Hp:p, j:j + p * Wp:p] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return out
+            out[:, :, i:i + p * Hp:p, j:j + p * Wp:p] += cols[:, i, j]
+    return out.transpose(1, 0, 2, 3)
 
 
 def flip(w: np.ndarray) -> np.ndarray:

@@ -106,6 +106,28 @@ def test_network_interaction_is_symmetric():
         assert np.isclose(sum((u * v).sum() for u, v in zip(ha2, b)), sum((u * v).sum() for u, v in zip(a, hb)))
 
 
+def test_fixed_weights_drive_as_the_weights_and_follow_each_update(monkeypatch):
+    """``fixed`` precomputes the pooled kernels for one batch's phases: the drives are those of
+    the weights themselves, and successive training steps equal steps whose kernels are made
+    anew at every use."""
+    rng = np.random.default_rng(1)
+    c = TINY
+    p = conv.init_params(c)
+    st = conv.State.zeros(2, c)
+    st.s = [rng.integers(0, 2, (2,) + ly.out_shape) for ly in c.layers]
+    d = np.zeros((2,) + c.layers[0].out_shape, I)
+    assert all(np.array_equal(a, b) for a, b in zip(conv.drives(st, d, p, c)[0], conv.drives(st, d, p.fixed(c), c)[0]))
+    assert p.fixed(replace(c, pooling="max")) is p
+    X, y = _images(4)
+    fixed, anew = cf.FParams.from_int(p, c), cf.FParams.from_int(p, c)
+    for batch in (slice(0, 2), slice(2, 4)):
+        cf.train_batch(X[batch], y[batch], fixed, c)
+    monkeypatch.setattr(cf.FParams, "fixed", lambda self, c: self)
+    for batch in (slice(0, 2), slice(2, 4)):
+        cf.train_batch(X[batch], y[batch], anew, c)
+    assert all(np.array_equal(a, b) for a, b in zip(fixed.w + fixed.b, anew.w + anew.b))
+
+
 # -- integer network semantics ------------------------------------------------------------
 def _images(n, size=14, offset=0):
     tr = data.load("train")

@@ -80,27 +80,17 @@ def rs(q: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass
-class Params:
+class Params(ops.FixedWeights):
     """``w[l]``: ``(O, C, k, k)`` for convolutions, ``(N_in, N_out)`` for fully connected
     layers; ``b[l]``: one per output channel / neuron. All int64."""
 
     w: list
     b: list
-    #: the convolutions' pooled kernels while the weights are fixed (:meth:`fixed`), else None
+    #: the convolutions' pooled kernels while the weights are fixed (``fixed``), else None
     pooled: list | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "Params":
         return Params([a.copy() for a in self.w], [a.copy() for a in self.b])
-
-    def fixed(self, c: ConvConfig) -> "Params":
-        """These weights (the same arrays) with every pooled kernel computed once, for phases
-        during which they do not change; the update goes to ``self``."""
-        if c.pooling != "avg":
-            return self
-        return Params(self.w, self.b, ops.pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
-
-    def kernel(self, l: int) -> np.ndarray | None:
-        return None if self.pooled is None else self.pooled[l]
 
     def arrays(self) -> dict[str, np.ndarray]:
         d = {f"w{i + 1}": a for i, a in enumerate(self.w)}

@@ -31,23 +31,14 @@ from eqfpga.golden.conv import quantize_input
 
 
 @dataclass
-class FParams:
+class FParams(ops.FixedWeights):
     w: list
     b: list
-    #: the convolutions' pooled kernels while the weights are fixed (:meth:`fixed`), else None
+    #: the convolutions' pooled kernels while the weights are fixed (``fixed``), else None
     pooled: list | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "FParams":
         return FParams([a.copy() for a in self.w], [a.copy() for a in self.b])
-
-    def fixed(self, c: ConvConfig) -> "FParams":
-        """As :meth:`eqfpga.golden.conv.Params.fixed`: the same arrays with their pooled kernels."""
-        if c.pooling != "avg":
-            return self
-        return FParams(self.w, self.b, ops.pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
-
-    def kernel(self, l: int) -> np.ndarray | None:
-        return None if self.pooled is None else self.pooled[l]
 
     @classmethod
     def from_int(cls, p, c: ConvConfig, dtype=np.float64) -> "FParams":

@@ -92,6 +92,21 @@ def pooled_kernels(ws: list, kinds: list, p: int) -> list:
     return [pooled_kernel(w, p) if kind == "conv" else None for w, kind in zip(ws, kinds)]
 
 
+class FixedWeights:
+    """For the models' parameter classes (fields ``w``, ``b``, ``pooled``): :meth:`fixed` gives
+    the same arrays with every pooled kernel computed once, for phases during which the
+    weights do not change (the update goes to the original); :meth:`kernel` is layer ``l``'s
+    pooled kernel then, else None (computed at each use)."""
+
+    def fixed(self, c):
+        if c.pooling != "avg":
+            return self
+        return type(self)(self.w, self.b, pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
+
+    def kernel(self, l: int) -> np.ndarray | None:
+        return None if self.pooled is None else self.pooled[l]
+
+
 def pooled_conv(a: np.ndarray, w: np.ndarray, p: int, we: np.ndarray | None = None) -> np.ndarray:
     """``pool_sum(conv(a, w), p)`` as one stride-``p`` convolution with :func:`pooled_kernel`
     (``p*p / ((k+p-1)/k)**2`` times fewer products; exact for integers). ``we``: that kernel,

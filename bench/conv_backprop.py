@@ -16,7 +16,8 @@ differentiates the clip there too). ``--loss ce`` trains a softmax cross-entropy
 output pre-activations instead (outside EP's energy, to see whether the loss limits the
 network), and ``--pad N`` zero-pads the images by ``N`` pixels on every side (the configuration's
 ``input_pad``, as ``--set input_pad=N``: with ``N = kernel // 2`` the first convolution's output
-keeps the image's size, as a 'same' convolution would, and every later map grows with it). A Fashion-MNIST epoch takes about 15 s (16/32 channels,
+keeps the image's size, as a 'same' convolution would, and every later map grows with it).
+A Fashion-MNIST epoch takes about 15 s (16/32 channels,
 one core), some 40 times less than an EP epoch.
 
 ``--network recurrent`` trains EP's own network instead, feedback included: its ``--steps``
@@ -226,7 +227,8 @@ def main(argv=None):
         if a.network == "recurrent" and a.loss != "mse":
             raise ConfigError("--network recurrent trains the mse loss only")
         # one override, so the geometry is checked with the padded size (deeper nets need it)
-        c = with_overrides(load_conv_config(a.config), a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
+        c = with_overrides(load_conv_config(a.config),
+                           a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
                            + [f"input_pad={a.pad}"] * bool(a.pad))
         layers = None if a.train_layers is None else [int(s) for s in a.train_layers.split(",")]
         if layers and not all(1 <= l <= c.n_layers for l in layers):

@@ -107,7 +107,8 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
     for l in range(L - 1):
         nx = c.layers[l + 1]
         if nx.kind == "conv" and c.pooling == "avg":
-            out[l] = out[l] + ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool, p.kernel(l + 1)) / (c.pool * c.pool)
+            fb = ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool, p.kernel(l + 1))
+            out[l] = out[l] + fb / (c.pool * c.pool)
         elif nx.kind == "conv":
             out[l] = out[l] + ops.conv_t(_unpool(s[l + 1], new_idx[l + 1], c), p.w[l + 1])
         else:

@@ -7,6 +7,7 @@ executable (cached like the simulations). ``eqfpga run --port PTY`` then works a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -20,7 +21,7 @@ from eqfpga.boards.top import BoardTop
 from eqfpga.config import load_config
 from eqfpga.hw import verilog
 
-__all__ = ["build", "start", "DIVISOR"]
+__all__ = ["build", "start", "stop", "DIVISOR"]
 
 #: Clock cycles per UART bit on the virtual board (a pseudo-terminal has no baud rate).
 DIVISOR = 8
@@ -62,9 +63,36 @@ def build(board: Board, progress=None) -> Path:
 def start(board: Board, progress=None) -> tuple[subprocess.Popen, str]:
     """Start the virtual board; returns the process and its pseudo-terminal's path."""
     exe = build(board, progress)
-    proc = subprocess.Popen([str(exe), f"+divisor={DIVISOR}"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(exe), f"+divisor={DIVISOR}"], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=functools.partial(_die_with_parent, os.getpid()))
     line = proc.stdout.readline().strip()
     if not line.startswith("pty "):
-        proc.kill()
+        stop(proc)
         raise BoardError(f"the virtual board did not start ({line or 'no output'})")
     return proc, line[4:]
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """End the virtual board ``proc``: SIGTERM, then SIGKILL if it has not ended in ``grace`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: SIGTERM it when its parent dies, even by SIGKILL (Linux)."""
+    import ctypes
+    import signal
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:          # the parent died before prctl took effect
+        os._exit(1)

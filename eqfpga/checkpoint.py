@@ -91,22 +91,97 @@ def _storage_dtype(a: np.ndarray):
     return np.int64
 
 
+def read_archive(path: Path, arrays: tuple[str, ...], kind: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON object ``meta`` and every array of the ``.npz`` checkpoint at ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        An existing file.
+    arrays : tuple of str
+        Arrays the archive must hold besides ``meta``.
+    kind : str
+        The checkpoint's kind, for messages (``"eqfpga checkpoint"``).
+
+    Raises
+    ------
+    ValueError
+        One line (without the path) saying what the file is not, or why it cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":   # .npz files are zip archives; anything else (text, .npy, pickle) is not one
+        raise ValueError(f"is not an {kind} (not a NumPy .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            found = {k: z[k] for k in z.files}
+    except Exception as e:  # zip and npz faults all mean the same thing to a user
+        raise ValueError(f"not a readable {kind} ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("meta",) + arrays if k not in found]
+    if missing:
+        raise ValueError(f"is not an {kind} (the archive has no {', '.join(missing)})")
+    raw = found.pop("meta")
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"is not an {kind} (its meta is not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"is not an {kind} (its meta is a JSON {type(meta).__name__}, not an object)")
+    return meta, found
+
+
+_KINDS = {dict: "a JSON object", list: "a JSON list", str: "a string", int: "an integer"}
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def meta_problem(meta: dict) -> str | None:
+    """What is wrong with the shape of a checkpoint's ``meta`` (its checksum already checked),
+    or None: the fields every checkpoint (fully connected or convolutional) stores."""
+    need = {"config": dict, "model_hash": str, "streams": list, "epoch": int, "position": int,
+            "samples_seen": int, "history": list, "meta": dict}
+    for key, kind in need.items():
+        if key not in meta:
+            return f"its meta has no {key!r}"
+        v = meta[key]
+        if not isinstance(v, kind) or (kind is int and not _whole(v)):
+            return f"its meta's {key!r} must be {_KINDS[kind]}, got {v!r}"
+    for key in ("epoch", "position", "samples_seen"):
+        if meta[key] < 0:
+            return f"its meta's {key!r} must be >= 0, got {meta[key]}"
+    from eqfpga.golden.lfsr import PERIOD
+    if not all(_whole(s) and 0 <= s < PERIOD for s in meta["streams"]):
+        return f"its meta's 'streams' must be LFSR positions in [0, {PERIOD}), got {meta['streams']!r}"
+    if not all(isinstance(h, dict) for h in meta["history"]):
+        return "its meta's 'history' must be a list of JSON objects"
+    n = meta["meta"].get("train_samples")
+    if _whole(n) and meta["position"] > n:
+        return f"its position {meta['position']} lies beyond its {n} training samples"
+    return None
+
+
 def load(path: str | Path, config: Config | None = None) -> Checkpoint:
     """Load and verify a checkpoint; if ``config`` is given, it must be the one it was made for."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            arrays = {k: z[k].astype(np.int64) for k in _ARRAYS}
-    except Exception as e:  # zip, npz and JSON faults all mean the same thing to a user
-        raise CheckpointError(f"{path}: not a readable eqfpga checkpoint ({type(e).__name__}: {e})") from None
+        meta, arrays = read_archive(path, _ARRAYS, "eqfpga checkpoint")
+        arrays = {k: arrays[k].astype(np.int64) for k in _ARRAYS}
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     stored = meta.pop("sha256", None)
     if stored != _digest(arrays, meta):
         raise CheckpointError(f"{path}: checksum mismatch (the file is corrupt or was edited)")
+    problem = meta_problem(meta)
+    if problem is None and len(meta["streams"]) != len(_ARRAYS):
+        problem = f"its meta's 'streams' must hold {len(_ARRAYS)} positions, got {len(meta['streams'])}"
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
         own = config_from_dict(meta["config"])
     except (ConfigError, TypeError) as e:

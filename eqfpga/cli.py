@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,103 @@ def _write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _check_output_file(option: str, path) -> None:
+    """Refuse, before any work, an output file that could not be written at the end (its
+    folder may be missing: it is made when the file is written). Nothing is created here."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {p}: is a folder, not a file")
+    if p.exists():
+        if not os.access(p, os.W_OK):
+            raise UserError(f"{option} {p}: cannot be written (permission denied or read-only)")
+        return
+    _check_can_make(option, p, p.parent)
+
+
+def _check_output_folder(option: str, path) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be made or written."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{option} {p}: is a file, not a folder")
+    _check_can_make(option, p, p)
+
+
+def _check_can_make(option: str, path: Path, folder: Path) -> None:
+    """``folder`` exists and is writable, or can be made below its nearest existing folder."""
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(f"{option} {path}: {above} is a file, not a folder")
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise UserError(f"{option} {path}: the folder {above} cannot be written "
+                                f"(permission denied or read-only)")
+            return
+
+
+#: Per command, its options that name an output folder (all others that are checked are files).
+_OUTPUT_FOLDERS = {"train": ("out",), "conv-train": ("out",), "verilog": ("out",), "build": ("out",)}
+_OUTPUT_FILES = ("json", "vcd", "fst", "pty_file")
+
+
+def _check_outputs(a) -> None:
+    """Every output path of command ``a`` can be written: checked before the work starts."""
+    folders = _OUTPUT_FOLDERS.get(a.command, ())
+    for dest in (*_OUTPUT_FILES, "out"):
+        value = getattr(a, dest, None)
+        if value is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        if dest in folders:
+            _check_output_folder(option, value)
+        else:
+            _check_output_file(option, value)
+
+
+def _check_port(port: str) -> None:
+    """A serial port given as a path must be a terminal device (pyserial URLs pass as they are)."""
+    import stat
+    if "://" in port:
+        return
+    try:
+        mode = Path(port).stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"cannot open the port {port}: no such device") from None
+    except OSError as e:
+        raise UserError(f"cannot open the port {port}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"cannot open the port {port}: it is a folder, not a serial port")
+    if not stat.S_ISCHR(mode):
+        raise UserError(f"cannot open the port {port}: it is a file, not a serial port")
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UserError(f"cannot open the port {port}: {e.strerror or e}") from None
+    try:
+        if not os.isatty(fd):
+            raise UserError(f"cannot open the port {port}: it is a device but not a serial port")
+    finally:
+        os.close(fd)
+
+
+def count(minimum: int):
+    """An argparse ``type`` for a count option: a whole number of at least ``minimum``, else
+    argparse's usage error (exit status 2) naming the option, before any work starts."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {n}")
+        return n
+    parse.__name__ = f"count >= {minimum}"
+    return parse
+
+
+#: Counts of things (epochs, samples, images, lanes, processes, baud) and indices (``--first``).
+positive_int, non_negative_int = count(1), count(0)
 
 
 def _config_arg(p: argparse.ArgumentParser, default: str | None = "up5k") -> None:
@@ -53,16 +151,23 @@ def cmd_info(a) -> dict:
 def cmd_train(a) -> dict:
     from eqfpga import trainer
     from eqfpga.config import load_config
+    from eqfpga.run_folder import RunError
     c = load_config(a.config)
+    if a.resume and a.force:
+        raise UserError("--resume continues the run in OUT, --force starts it over: give one")
     if a.on_chip:
+        if a.force:
+            raise UserError("--force is not available with --on-chip")
         return _train_on_chip(a, c)
     if a.port or a.sim:
         raise UserError("--sim and --port train on the chip: add --on-chip")
     out = a.out or Path("runs") / c.name
     try:
-        ck = trainer.fit(c, out, a.epochs, resume=a.resume, dataset=a.dataset, data_dir=a.data,
-                         train_samples=a.train_samples, test_samples=a.test_samples,
+        ck = trainer.fit(c, out, a.epochs, resume=a.resume, force=a.force, dataset=a.dataset,
+                         data_dir=a.data, train_samples=a.train_samples, test_samples=a.test_samples,
                          checkpoint_every=a.checkpoint_every, progress=not a.quiet)
+    except RunError as e:
+        raise UserError(str(e)) from None
     except KeyboardInterrupt:
         raise SystemExit(130)
     print(f"checkpoint: {out / 'last.npz'}   curves: {out / 'training.png'}")
@@ -74,6 +179,8 @@ def _train_on_chip(a, c) -> dict:
     from eqfpga.sim.train_on_chip import train_on_chip
     if a.resume:
         raise UserError("--resume is not available with --on-chip yet")
+    if a.port:
+        _check_port(a.port)
     if not a.port and c.hidden % a.lanes:   # a board says its lanes in its INFO reply
         raise UserError(f"--lanes {a.lanes}: the hidden size {c.hidden} must be a multiple of lanes")
     out = a.out or Path("runs") / f"{c.name}-on-chip"
@@ -108,8 +215,18 @@ def cmd_evaluate(a) -> dict:
     from eqfpga.golden import network
     path = a.checkpoint or checkpoint.shipped()
     ck = checkpoint.load(path)
-    test = data.load("test", a.dataset, a.data).take(a.images)
-    pred, counts = network.predict(test.images, ck.params, ck.config)
+    test = data.load("test", a.dataset, a.data)
+    if a.images is not None and a.images > len(test):
+        raise UserError(f"--images {a.images}: the {a.dataset} test set has {len(test)} images")
+    test = test.take(a.images)
+    images = test.images
+    if ck.config.pixels != images.shape[1]:   # small networks take downsampled images
+        side = int(round(ck.config.pixels ** 0.5))
+        if side * side != ck.config.pixels or side > 28:
+            raise UserError(f"{path}: configuration {ck.config.name!r} takes {ck.config.pixels}-pixel "
+                            f"images; the test images have {images.shape[1]} pixels")
+        images = data.downsample(images, side)
+    pred, counts = network.predict(images, ck.params, ck.config)
     acc = float(np.mean(pred == test.labels))
     print(f"{path}: configuration {ck.config.name!r}, {len(test)} {a.dataset} test images: "
           f"accuracy {acc:.2%} ({int(np.sum(pred == test.labels))}/{len(test)})")
@@ -141,6 +258,9 @@ def _test_images(c, a):
     if a.images is not None:
         if a.images < 1:
             raise UserError(f"--images must be at least 1, not {a.images}")
+        if a.images > len(images):
+            raise UserError(f"--images {a.images} from --first {a.first}: the {a.dataset} test set "
+                            f"has {len(test)} images")
         images, labels = images[:a.images], labels[:a.images]
     if images.shape[1] != c.pixels:
         side = int(round(c.pixels ** 0.5))
@@ -226,15 +346,28 @@ def cmd_flash(a) -> dict:
 
 def cmd_virtual_board(a) -> dict:
     from eqfpga.boards import targets, virtual
+    import signal
+
     board = targets.get_board(a.board)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    # The board is taken down however this process ends: Ctrl-C, SIGTERM, a closed terminal
+    # (SIGHUP), an error; SIGKILL is covered by the child's parent-death signal.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     proc, pty = virtual.start(board)
-    if a.pty_file:
-        Path(a.pty_file).write_text(pty + "\n")
-    print(f"virtual {board.name} on {pty} (eqfpga run --port {pty}); Ctrl-C stops it", flush=True)
     try:
+        if a.pty_file:
+            Path(a.pty_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.pty_file).write_text(pty + "\n")
+        print(f"virtual {board.name} on {pty} (eqfpga run --port {pty}); Ctrl-C stops it",
+              flush=True)
         proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
+        pass
+    finally:
+        virtual.stop(proc)
     return {"board": board.name, "pty": pty}
 
 
@@ -248,8 +381,9 @@ def cmd_run(a) -> dict:
     ck = _checkpoint(a)
     c = ck.config
     images, labels = _test_images(c, a)
-    host = Host(open_port(a.port, a.baud), timeout=a.timeout)
+    _check_port(a.port)
     try:
+        host = Host(open_port(a.port, a.baud), timeout=a.timeout)
         info = host.identify()
         host.check(c)
         progress = _bar(not a.quiet)
@@ -291,6 +425,9 @@ def cmd_plot(a) -> dict:
     if a.samples < 1:
         raise UserError(f"--samples must be at least 1, not {a.samples}")
     split = data.load("train", a.dataset, a.data)
+    if a.first + a.samples > len(split):
+        raise UserError(f"--first {a.first} --samples {a.samples}: the {a.dataset} training set has "
+                        f"{len(split)} images")
     x, y = split.images[a.first:a.first + a.samples], split.labels[a.first:a.first + a.samples].astype(int)
     print(f"training {len(x)} samples on the accelerator in Verilator, spikes recorded ...", flush=True)
     dt, dw = stdp.stdp_pairs(c, ck.params, ck.streams, x, y, lanes=a.lanes)
@@ -302,13 +439,16 @@ def cmd_plot(a) -> dict:
 def cmd_conv_train(a) -> dict:
     from eqfpga.conv_config import load_conv_config
     from eqfpga.golden import conv_train
+    from eqfpga.run_folder import RunError
     c = load_conv_config(a.config)
+    if a.resume and a.force:
+        raise UserError("--resume continues the run in OUT, --force starts it over: give one")
     out = a.out or Path("runs") / f"{c.name}-{a.mode}"
     try:
-        ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, dataset=a.dataset,
-                            data_dir=a.data, train_samples=a.train_samples,
+        ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, force=a.force,
+                            dataset=a.dataset, data_dir=a.data, train_samples=a.train_samples,
                             test_samples=a.test_samples, progress=not a.quiet)
-    except conv_train.ConvCheckpointError as e:
+    except (conv_train.ConvCheckpointError, RunError) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
         raise SystemExit(130)
@@ -348,18 +488,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the golden model per sample (what the chip does)")
     _config_arg(p)
     _data_args(p)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=1,
+                   help="epochs the run has when done, counted from its start (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
-    p.add_argument("--train-samples", type=int, default=None, help="use the first N training images")
-    p.add_argument("--test-samples", type=int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--checkpoint-every", type=int, default=5000, metavar="N")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.npz (same --dataset and sample counts)")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in OUT even if it holds one (its files are deleted)")
+    p.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training images")
+    p.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--checkpoint-every", type=positive_int, default=5000, metavar="N")
     p.add_argument("--on-chip", action="store_true",
                    help="train on the accelerator (--sim verilator, or --port P for a board) "
                         "and check every weight against golden")
     p.add_argument("--sim", choices=["verilator"], default=None, help="with --on-chip (default)")
     p.add_argument("--port", default=None, help="with --on-chip: a board's (or virtual board's) serial port")
-    p.add_argument("--lanes", type=int, default=8,
+    p.add_argument("--lanes", type=positive_int, default=8,
                    help="with --on-chip --sim: accelerator lanes (a board's come from its INFO reply)")
     p.add_argument("--no-check", action="store_true", help="with --on-chip: skip the golden comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -372,11 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=TRAINING_MODES, default="int",
                    help="integer golden model, float rate network or float spiking network")
     _data_args(p)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=1,
+                   help="epochs the run has when done, counted from its start (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG-MODE)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
-    p.add_argument("--train-samples", type=int, default=None)
-    p.add_argument("--test-samples", type=int, default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.npz (same --dataset and sample counts)")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in OUT even if it holds one (its files are deleted)")
+    p.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training images")
+    p.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_conv_train)
@@ -384,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (default: the shipped one)")
     p.add_argument("checkpoint", nargs="?", type=Path, default=None)
     _data_args(p)
-    p.add_argument("--images", type=int, default=None, help="only the first N test images")
+    p.add_argument("--images", type=positive_int, default=None, help="only the first N test images")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -396,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         _config_arg(p, default=None)
         p.add_argument("--weights", "-w", type=Path, default=None,
                        help="checkpoint (default: the shipped trained network)")
-        p.add_argument("--lanes", type=int, default=DEFAULT_LANES,
+        p.add_argument("--lanes", type=positive_int, default=DEFAULT_LANES,
                        help="weights per cycle, a divisor of the hidden size (default: %(default)s)")
 
     p = sub.add_parser("verilog", help="write the accelerator's Verilog and lint it with Verilator")
@@ -412,11 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "compared image by image with the golden model")
     hardware_args(p)
     _data_args(p)
-    p.add_argument("--images", type=int, default=None, help="only N test images (default: all)")
-    p.add_argument("--first", type=int, default=0, help="index of the first test image")
+    p.add_argument("--images", type=positive_int, default=None, help="only N test images (default: all)")
+    p.add_argument("--first", type=non_negative_int, default=0, help="index of the first test image")
     p.add_argument("--sim", choices=["verilator", "amaranth"], default="verilator",
                    help="simulator (Amaranth's is slow: a few images)")
-    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1,
                    help="parallel simulation processes (default: %(default)s)")
     p.add_argument("--clock-mhz", type=float, default=30.0,
                    help="clock for the images/s figure (default: %(default)s)")
@@ -451,12 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="classify test images on a board (or the virtual board) over "
                                    "its UART, compared with the golden model")
     p.add_argument("--port", "-p", required=True, help="serial port, e.g. /dev/ttyUSB1 or /dev/pts/3")
-    p.add_argument("--baud", type=int, default=115_200)
+    p.add_argument("--baud", type=positive_int, default=115_200)
     p.add_argument("--weights", "-w", type=Path, default=None,
                    help="checkpoint (default: the shipped trained network)")
     _data_args(p)
-    p.add_argument("--images", type=int, default=100, help="test images (default: %(default)s)")
-    p.add_argument("--first", type=int, default=0, help="index of the first test image")
+    p.add_argument("--images", type=positive_int, default=100, help="test images (default: %(default)s)")
+    p.add_argument("--first", type=non_negative_int, default=0, help="index of the first test image")
     p.add_argument("--no-load", action="store_true", help="the weights are already on the device")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -468,10 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["stdp"])
     p.add_argument("--weights", "-w", type=Path, default=None,
                    help="checkpoint to train from (default: the shipped trained network)")
-    p.add_argument("--lanes", type=int, default=DEFAULT_LANES)
+    p.add_argument("--lanes", type=positive_int, default=DEFAULT_LANES)
     _data_args(p)
-    p.add_argument("--samples", type=int, default=20, help="training samples (default: %(default)s)")
-    p.add_argument("--first", type=int, default=0, help="index of the first training sample")
+    p.add_argument("--samples", type=positive_int, default=20, help="training samples (default: %(default)s)")
+    p.add_argument("--first", type=non_negative_int, default=0, help="index of the first training sample")
     p.add_argument("-o", "--out", type=Path, default=Path("stdp.png"), help="PNG (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the curve as JSON")
     p.set_defaults(func=cmd_plot)
@@ -487,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         result = args.func(args)
         _write_json(getattr(args, "json", None), result)
     except (UserError, ConfigError, DataError, CheckpointError, ToolError, BoardError) as e:

@@ -214,6 +214,8 @@ class Config(NeuronFormats):
                      "beta_shift", "w1_shift", "w2_shift", "b1_shift", "b2_shift",
                      "w1_init", "w2_init", "seed", "lr_decay_epochs", "crop", "augment_shift"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(isinstance(self.name, str), f"name must be a string, got {self.name!r}")
+        need(isinstance(self.description, str), f"description must be a string, got {self.description!r}")
         need(isinstance(self.symmetric_nudge, bool),
              f"symmetric_nudge must be true or false, got {self.symmetric_nudge!r}")
         need(self.outputs >= 2, "outputs must be >= 2 (argmax needs classes)")
@@ -290,6 +292,13 @@ def _worst_case(c: Config) -> dict[str, Width]:
     return result
 
 
+#: Side of the data sets' square images (MNIST, Fashion-MNIST): a configuration file's network
+#: must take them.
+IMAGE_SIDE = 28
+
+#: Keys a configuration file may leave out: features that are off by default.
+_OPTIONAL_KEYS = ("crop", "augment_shift")
+
 _KNOWN_SECTIONS = {
     "network": ("inputs", "hidden", "outputs", "crop"),
     "fixed_point": ("input_bits", "weight_bits", "weight_frac_bits", "bias_bits", "rate_bits",
@@ -317,22 +326,65 @@ def load_config(name_or_path: str | Path) -> Config:
             raise ConfigError(f"unknown configuration {str(name_or_path)!r} "
                               f"(shipped: {', '.join(shipped)}; or give a .toml path)")
         path = shipped[str(name_or_path)]
+    c = Config(**read_sections(path, _KNOWN_SECTIONS, _OPTIONAL_KEYS))
+    if c.pixels != IMAGE_SIDE * IMAGE_SIDE:
+        raise ConfigError(f"{path}: inputs = {c.inputs} with crop = {c.crop} takes {c.pixels}-pixel "
+                          f"images, but the data sets' images are {IMAGE_SIDE}x{IMAGE_SIDE} = "
+                          f"{IMAGE_SIDE * IMAGE_SIDE} pixels (inputs must be ({IMAGE_SIDE} - 2 crop)**2)")
+    return c
+
+
+def read_sections(path: Path, sections: dict[str, tuple[str, ...]], optional: tuple[str, ...]) -> dict:
+    """The fields of the configuration file ``path``, for the configuration's constructor.
+
+    Parameters
+    ----------
+    path : Path
+        A UTF-8 TOML file: optional top-level ``name`` (default: the file's stem) and
+        ``description`` strings, then one table per entry of ``sections``.
+    sections : dict
+        Every section and the keys it holds. Each section is required, and each key but those
+        in ``optional`` (features that are off by default), so that no value of the network
+        is taken silently from a default.
+    optional : tuple of str
+        Keys that may be left out.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the fault: not found, not UTF-8, not TOML, an unknown or
+        missing section or key, a section that is no table.
+    """
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a TOML file must be UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    known = ", ".join(f"[{s}]" for s in sections)
     kwargs = {"name": doc.pop("name", path.stem), "description": doc.pop("description", "")}
     for section, table in doc.items():
-        if section not in _KNOWN_SECTIONS or not isinstance(table, dict):
-            raise ConfigError(f"{path}: unknown section [{section}] "
-                              f"(known: {', '.join(_KNOWN_SECTIONS)})")
+        if section not in sections:
+            what = f"section [{section}]" if isinstance(table, dict) else f"top-level key {section!r}"
+            raise ConfigError(f"{path}: unknown {what} (known: name, description, {known})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a section [{section}], got {table!r}")
         for key, value in table.items():
-            if key not in _KNOWN_SECTIONS[section]:
+            if key not in sections[section]:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
             kwargs[key] = value
-    return Config(**kwargs)
+    missing = [f"[{s}]" for s in sections if s not in doc]
+    if missing:
+        raise ConfigError(f"{path}: missing section{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                          f"(a configuration needs {known})")
+    for section, keys in sections.items():
+        missing = [k for k in keys if k not in doc[section] and k not in optional]
+        if missing:
+            raise ConfigError(f"{path}: [{section}] lacks {', '.join(missing)} (every key is required "
+                              f"but {', '.join(optional)})")
+    return kwargs
 
 
 def config_to_toml(c: Config) -> str:

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from eqfpga.config import LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for, shift
+from eqfpga.config import IMAGE_SIDE, LFSR_BITS, ConfigError, NeuronFormats, Width, bits_for, read_sections, shift
 
 __all__ = ["TRAINING_MODES", "ConvConfig", "Layer", "load_conv_config", "conv_config_from_dict", "conv_config_to_toml",
            "shipped_conv_configs", "FLOAT64_EXACT_BITS"]
@@ -224,6 +223,8 @@ class ConvConfig(NeuronFormats):
                 need(isinstance(v, tuple) and all(isinstance(e, int) and not isinstance(e, bool)
                                                   for e in v),
                      f"{f.name} must be a list of integers, got {v!r}")
+        need(isinstance(self.name, str), f"name must be a string, got {self.name!r}")
+        need(isinstance(self.description, str), f"description must be a string, got {self.description!r}")
         need(isinstance(self.symmetric_nudge, bool), "symmetric_nudge must be true or false")
         need(isinstance(self.minus_from_free, bool), "minus_from_free must be true or false")
         need(isinstance(self.mirror_images, bool), "mirror_images must be true or false")
@@ -399,6 +400,10 @@ SECTIONS = {
 }
 
 
+#: Keys a conv configuration file may leave out: features that are off by default.
+OPTIONAL_KEYS = ("input_pad", "w_shift_caps", "b_shift_caps", "shift_pixels", "mirror_images")
+
+
 def shipped_conv_configs() -> dict[str, Path]:
     """Names and paths of the shipped convolutional configurations (``configs/conv_*.toml``)."""
     folder = Path(str(resources.files("eqfpga.configs")))
@@ -414,21 +419,11 @@ def load_conv_config(name_or_path: str | Path) -> ConvConfig:
             raise ConfigError(f"unknown conv configuration {str(name_or_path)!r} "
                               f"(shipped: {', '.join(shipped)}; or give a .toml path)")
         path = shipped[str(name_or_path)]
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    kwargs = {"name": doc.pop("name", path.stem), "description": doc.pop("description", "")}
-    for section, table in doc.items():
-        if section not in SECTIONS or not isinstance(table, dict):
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
-        for key, value in table.items():
-            if key not in SECTIONS[section]:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
-            kwargs[key] = value
-    return ConvConfig(**kwargs)
+    c = ConvConfig(**read_sections(path, SECTIONS, OPTIONAL_KEYS))
+    if (c.image_size, c.input_channels) != (IMAGE_SIDE, 1):
+        raise ConfigError(f"{path}: image_size = {c.image_size}, input_channels = {c.input_channels}: the "
+                          f"data sets' images are {IMAGE_SIDE}x{IMAGE_SIDE} with 1 channel")
+    return c
 
 
 def conv_config_to_toml(c: ConvConfig) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import checkpoint as ckpt
-from eqfpga import data
+from eqfpga import data, run_folder
 from eqfpga.config import Config
 from eqfpga.golden import ep_update, network, train
 
@@ -58,22 +58,74 @@ def fresh(c: Config) -> ckpt.Checkpoint:
     return ckpt.Checkpoint(c, network.init_params(c), ep_update.Streams.seeded(c))
 
 
-def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, dataset: str = "mnist",
-        data_dir: Path | None = None, train_samples: int | None = None,
+def fit(c: Config, out: Path, epochs: int, *, resume: bool = False, force: bool = False,
+        dataset: str = "mnist", data_dir: Path | None = None, train_samples: int | None = None,
         test_samples: int | None = None, checkpoint_every: int = 5000,
         progress: bool = True, log=print) -> ckpt.Checkpoint:
-    """Train to ``epochs`` completed epochs, checkpointing into ``out/last.npz``."""
+    """Train to ``epochs`` completed epochs, checkpointing into ``out/last.npz``.
+
+    Parameters
+    ----------
+    c : Config
+        The network; its images must be the data sets' 28x28 (``c.pixels == 784``).
+    out : path
+        The run folder: ``last.npz``, ``epochNNN.npz``, ``history.json``, ``training.png``.
+    epochs : int
+        Epochs the run has completed when this returns (>= 1; counted from the run's start,
+        so a resumed run trains only the missing ones).
+    resume : bool
+        Continue the run in ``out`` with the settings it started with (data set and sample
+        counts; others raise :class:`~eqfpga.run_folder.RunError`).
+    force : bool
+        Start a new run in ``out`` even if it holds one (whose files are deleted first);
+        without it, and without ``resume``, such a folder raises ``RunError``.
+    dataset, data_dir :
+        The data (:func:`eqfpga.data.load`).
+    train_samples, test_samples : int or None
+        Use the first N training / test images (1 to the split's size); None: all.
+    checkpoint_every : int
+        Samples between checkpoints within an epoch (>= 1).
+
+    Raises
+    ------
+    RunError
+        (a ``ValueError``) for impossible counts, changed settings or an occupied folder,
+        before anything is trained or written.
+    CheckpointError
+        If ``resume`` finds no valid checkpoint for ``c``.
+    """
     out = Path(out)
     last = out / "last.npz"
-    if resume:
-        ck = ckpt.load(last, c)
-        log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
-    else:
-        ck = fresh(c)
-    train_set = data.load("train", dataset, data_dir).take(train_samples)
-    test_set = data.load("test", dataset, data_dir).take(test_samples)
+    run_folder.count("epochs", epochs)
+    run_folder.count("checkpoint_every", checkpoint_every)
+    for name, value in (("train_samples", train_samples), ("test_samples", test_samples)):
+        if value is not None:
+            run_folder.count(name, value)
+    if resume and force:
+        raise run_folder.RunError("resume continues the run in the folder, force starts it over: not both")
+    if c.pixels != 784:
+        raise run_folder.RunError(f"configuration {c.name!r} takes {c.pixels}-pixel images; the data "
+                                  f"sets' images are 28x28 = 784 pixels")
+    ck = ckpt.load(last, c) if resume else fresh(c)
+    train_set = data.load("train", dataset, data_dir)
+    test_set = data.load("test", dataset, data_dir)
+    if train_samples is not None:
+        train_set = train_set.take(run_folder.count(
+            "train_samples", train_samples, available=len(train_set), of=f"{dataset} training images"))
+    if test_samples is not None:
+        test_set = test_set.take(run_folder.count(
+            "test_samples", test_samples, available=len(test_set), of=f"{dataset} test images"))
     n = len(train_set)
-    ck.meta.update({"dataset": dataset, "train_samples": n, "test_samples": len(test_set)})
+    wanted = run_folder.settings(dataset, n, len(test_set))
+    if resume:
+        run_folder.check_resume(last, ck.meta, ck.position, ck.epoch, wanted)
+        log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
+        if ck.epoch >= epochs:
+            log(f"the run has completed {ck.epoch} epoch(s) already: nothing to train "
+                f"(epochs counts the run's epochs from its start)")
+    else:
+        run_folder.claim(out, force)
+    ck.meta.update(wanted)
     from tqdm import tqdm
 
     while ck.epoch < epochs:

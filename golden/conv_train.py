@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from eqfpga import data
-from eqfpga.checkpoint import write_atomically
+from eqfpga import data, run_folder
+from eqfpga.checkpoint import meta_problem, read_archive, write_atomically
 from eqfpga.conv_config import SECTIONS, TRAINING_MODES as MODES, ConvConfig, ConfigError, conv_config_from_dict
 from eqfpga.golden import conv, conv_float as cf
 
@@ -89,20 +89,30 @@ def load(path: str | Path, config: ConvConfig | None = None, mode: str | None = 
     if not path.is_file():
         raise ConvCheckpointError(f"{path}: checkpoint not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            arrays = {k: z[k] for k in z.files if k != "meta"}
-    except Exception as e:
-        raise ConvCheckpointError(f"{path}: not a readable conv checkpoint ({type(e).__name__}: {e})") from None
+        meta, arrays = read_archive(path, (), "eqfpga conv checkpoint")
+    except ValueError as e:
+        raise ConvCheckpointError(f"{path}: {e}") from None
     if meta.get("format") != FORMAT:
         raise ConvCheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     stored = meta.pop("sha256", None)
     if stored != _digest(arrays, meta):
         raise ConvCheckpointError(f"{path}: checksum mismatch (the file is corrupt or was edited)")
+    problem = meta_problem(meta)
+    if problem is None and meta.get("mode") not in MODES:
+        problem = f"its meta's 'mode' must be one of {', '.join(MODES)}, got {meta.get('mode')!r}"
+    if problem:
+        raise ConvCheckpointError(f"{path}: {problem}")
     try:
         own = conv_config_from_dict(meta["config"])
     except (ConfigError, TypeError) as e:
         raise ConvCheckpointError(f"{path}: its configuration is invalid ({e})") from None
+    if meta["mode"] == "int" and len(meta["streams"]) != 2 * own.n_layers:   # float modes draw none
+        raise ConvCheckpointError(f"{path}: its meta's 'streams' must hold {2 * own.n_layers} positions "
+                                  f"(two per weight layer), got {len(meta['streams'])}")
+    missing = [k for i in range(own.n_layers) for k in (f"w{i + 1}", f"b{i + 1}") if k not in arrays]
+    if missing:
+        raise ConvCheckpointError(f"{path}: the archive has no {', '.join(missing)} for its "
+                                  f"{own.n_layers} weight layers")
     if config is not None and config.model_hash != own.model_hash:
         ours, theirs = own.to_dict(), config.to_dict()
         differ = [k for k in ours if k not in ("name", "description") and ours[k] != theirs[k]]
@@ -304,27 +314,54 @@ class _Stop(Exception):
 def fit(c: ConvConfig, out: Path, epochs: int, *, mode: str = "int", resume: bool = False,
         dataset: str = "mnist", data_dir=None, train_samples: int | None = None,
         test_samples: int | None = None, checkpoint_every: int = 2000, max_seconds: float | None = None,
-        branch_from: str | Path | None = None, progress: bool = True, log=print) -> ConvCheckpoint:
+        branch_from: str | Path | None = None, force: bool = False, progress: bool = True,
+        log=print) -> ConvCheckpoint:
     """Train to ``epochs`` completed epochs, checkpointing into ``out/last.npz`` every
     ``checkpoint_every`` samples, at each epoch end, on Ctrl-C / SIGTERM, and when
     ``max_seconds`` of training have passed (then it returns; continue with ``resume``).
-    ``branch_from`` starts from another run's checkpoint instead of fresh weights (:func:`branch`)."""
+    ``branch_from`` starts from another run's checkpoint instead of fresh weights (:func:`branch`).
+
+    ``epochs`` and ``checkpoint_every`` must be >= 1; ``train_samples`` / ``test_samples`` (None:
+    all) from 1 to the split's size. ``resume`` continues the run in ``out`` with the settings it
+    started with (data set and sample counts); a new run (fresh or branched) refuses a folder
+    that holds a run unless ``force`` (then that run's files are deleted first). These faults
+    raise :class:`~eqfpga.run_folder.RunError` (a ``ValueError``) before anything is trained
+    or written."""
     out = Path(out)
     last = out / "last.npz"
+    run_folder.count("epochs", epochs)
+    run_folder.count("checkpoint_every", checkpoint_every)
+    for name, value in (("train_samples", train_samples), ("test_samples", test_samples)):
+        if value is not None:
+            run_folder.count(name, value)
     if resume and branch_from is not None:
         raise ValueError("resume continues this run; branch_from starts a new one: not both")
+    if resume and force:
+        raise run_folder.RunError("resume continues the run in the folder, force starts it over: not both")
     if resume:
         ck = load(last, c, mode)
-        log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
     elif branch_from is not None:
         ck = branch(branch_from, c, mode)
-        log(f"branching from {branch_from} after epoch {ck.epoch}")
     else:
         ck = fresh(c, mode)
-    train_set = data.load("train", dataset, data_dir).take(train_samples)
-    test_set = data.load("test", dataset, data_dir).take(test_samples)
+    train_set = data.load("train", dataset, data_dir)
+    test_set = data.load("test", dataset, data_dir)
+    if train_samples is not None:
+        train_set = train_set.take(run_folder.count(
+            "train_samples", train_samples, available=len(train_set), of=f"{dataset} training images"))
+    if test_samples is not None:
+        test_set = test_set.take(run_folder.count(
+            "test_samples", test_samples, available=len(test_set), of=f"{dataset} test images"))
     n = len(train_set)
-    ck.meta.update({"dataset": dataset, "train_samples": n, "test_samples": len(test_set)})
+    wanted = run_folder.settings(dataset, n, len(test_set))
+    if resume:
+        run_folder.check_resume(last, ck.meta, ck.position, ck.epoch, wanted)
+        log(f"resuming {last}: epoch {ck.epoch}, sample {ck.position}")
+    else:
+        run_folder.claim(out, force)
+        if branch_from is not None:
+            log(f"branching from {branch_from} after epoch {ck.epoch}")
+    ck.meta.update(wanted)
     from tqdm import tqdm
 
     def on_term(signum, frame):

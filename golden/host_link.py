@@ -4,23 +4,35 @@ Hardware twin: :class:`eqfpga.hw.host_link.HostLink`, which must answer every by
 exactly the bytes :class:`Device` answers. The host driver (:mod:`eqfpga.boards.host`) speaks
 the same frames.
 
-**Frame** (both directions)::
+**Frame** (both directions, protocol version 2)::
 
-    SYNC=0xA5 | cmd | len_lo | len_hi | payload[len] | crc_lo | crc_hi
+    SYNC=0xA5 | cmd | seq | len_lo | len_hi | payload[len] | crc (4 bytes, little-endian)
 
-``crc`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final
-XOR) over ``cmd, len_lo, len_hi, payload``. Multi-byte fields are little-endian.
+``crc`` is CRC-32 (IEEE 802.3, as ``zlib.crc32``: reflected, polynomial 0xEDB88320, register
+starts at 0xFFFFFFFF and is complemented at the end) over ``cmd, seq, len_lo, len_hi,
+payload``; :func:`crc32` is its only definition. Multi-byte fields are little-endian. ``seq``
+is the host's request number; every reply, NAK included, carries its request's ``seq``.
 
 **Parser and resync rule.** The device hunts for ``SYNC``, dropping (and counting) every other
-byte. After ``SYNC`` it reads ``cmd`` and ``len``; a ``len`` over :data:`MAX_PAYLOAD` drops the
-frame at once. A frame whose CRC is wrong is dropped silently (counted). If no byte arrives
-for :attr:`Device.timeout` byte times in the middle of a frame, the frame is dropped. In every
-case the parser returns to hunting, so garbage can delay the device by at most one frame
-length plus the timeout and never hangs it; a host that gets no answer waits out the timeout
-and sends again.
+byte. After ``SYNC`` it reads ``cmd``, ``seq`` and ``len``; a ``len`` over :data:`MAX_PAYLOAD`
+drops the frame at once. A frame whose CRC is wrong is dropped silently (counted). If no byte
+arrives for :attr:`Device.timeout` byte times in the middle of a frame, the frame is dropped.
+In every case the parser returns to hunting, so garbage can delay the device by at most one
+frame length plus the timeout and never hangs it; a host that gets no answer waits out the
+timeout and sends the same frame again.
+
+**Repeats.** A host resends a request it got no reply to as the identical frame (same
+``seq``), so a retry can arrive after the first copy executed (its reply was lost or late).
+The device remembers the ``seq`` and CRC of the last frame it executed, unless that frame was
+INFO, READ or COUNTERS (which only report: they are executed every time, and the device then
+remembers no frame). A good frame whose ``seq`` and CRC both equal the remembered ones is not
+executed again: the device sends the reply it sent the first time. So WRITE, TRAIN and SHIFTS
+act once however often they are resent, and a retried CLASSIFY does not count a sample twice.
 
 **Commands** (the reply's ``cmd`` is ``cmd | 0x80``; an error reply has ``cmd = NAK`` and a
-one-byte payload, the :class:`Error` code). Only frames with a good CRC are executed.
+one-byte payload, the :class:`Error` code). Only frames with a good CRC are executed. Every
+frame that changes the device's state starts with the 8-byte model hash (the first 8 bytes of
+:attr:`~eqfpga.config.Config.model_hash`).
 
 =========== ===================================================== ======================================
 cmd         request payload                                       reply payload
@@ -32,36 +44,48 @@ WRITE 0x02  model hash (8), sel, addr (2), n words (word bytes    (none)
             each)
 READ 0x03   sel, addr (2), n (1..:data:`MAX_READ`)                n words
 CLASSIFY 04 ``pixels`` pixels                                     prediction, ``outputs`` spike counts
-TRAIN 0x05  label, ``pixels`` pixels                              prediction, ``outputs`` spike counts
-SHIFTS 0x06 w1, w2, b1, b2 learning shifts                        (none)
+TRAIN 0x05  model hash (8), label, ``pixels`` pixels              prediction, ``outputs`` spike counts
+SHIFTS 0x06 model hash (8), w1, w2, b1, b2 learning shifts        (none)
 COUNTERS 07 (none)                                                frames, CRC errors, dropped bytes,
                                                                   samples (4 bytes each)
 =========== ===================================================== ======================================
 
-WRITE checks, in this order: the length holds the header and one word, the model hash, the
-length is a whole number of words, the words fit the tensor. ``sel``/``addr``/words are those of the accelerator's host port
-(:class:`~eqfpga.hw.accelerator.Tensor`; a word is ``lanes`` weights of ``weight_bits``, lane 0
-lowest, or a bias / LFSR state sign-extended), ``word bytes = ceil(word_bits / 8)``. WRITE is
-refused unless its model hash is the device's (weights made for another configuration).
+Each command checks the length first (BAD_LENGTH), then the model hash (WRONG_MODEL: made for
+another configuration), then the rest, and changes nothing unless every check passes. WRITE
+checks, in this order: the length holds the header and one word, the model hash, the length is
+a whole number of words, the words fit the tensor. ``sel``/``addr``/words are those of the
+accelerator's host port (:class:`~eqfpga.hw.accelerator.Tensor`; a word is ``lanes`` weights of
+``weight_bits``, lane 0 lowest, or a bias / LFSR state sign-extended),
+``word bytes = ceil(word_bits / 8)``. ``frames`` counts every frame with a good CRC, repeats
+included.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from eqfpga.config import LFSR_BITS, Config
 from eqfpga.golden import ep_update, lfsr, network, train
 
-__all__ = ["SYNC", "NAK", "MAX_PAYLOAD", "MAX_READ", "PROTOCOL_VERSION", "Cmd", "Error", "crc16",
-           "frame", "Geometry", "Device", "FrameReader", "param_entries", "write_payloads"]
+__all__ = ["SYNC", "NAK", "MAX_PAYLOAD", "MAX_READ", "PROTOCOL_VERSION", "HEADER_BYTES",
+           "CRC_BYTES", "HASH_BYTES", "TRAIN_OVERHEAD", "Cmd", "Error", "crc32_register", "crc32",
+           "frame", "Frame", "Geometry", "Device", "FrameReader", "param_entries", "write_payloads"]
 
 SYNC = 0xA5
 NAK = 0x7F
-PROTOCOL_VERSION = 1
-#: Largest payload the device accepts: a TRAIN frame of images up to 1,023 pixels fits, and
+PROTOCOL_VERSION = 2
+#: SYNC, cmd, seq, len_lo, len_hi.
+HEADER_BYTES = 5
+CRC_BYTES = 4
+#: The model hash that starts every state-changing frame.
+HASH_BYTES = 8
+#: Bytes of a TRAIN payload besides the pixels: model hash and label.
+TRAIN_OVERHEAD = HASH_BYTES + 1
+#: Largest payload the device accepts: a TRAIN frame of images up to 1,015 pixels fits, and
 #: the frame buffer is two iCE40 block RAMs (512 x 8 each).
 MAX_PAYLOAD = 1024
 #: Most words one READ returns.
@@ -87,23 +111,41 @@ class Error(enum.IntEnum):
     BAD_SHIFT = 6
 
 
-def crc16(data: bytes | bytearray, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: bitwise, MSB first."""
+#: The CRC-32 polynomial, reflected (IEEE 802.3).
+CRC32_POLY = 0xEDB88320
+
+
+def crc32_register(data: bytes | bytearray, register: int = 0xFFFFFFFF) -> int:
+    """The CRC-32 shift register after ``data``, starting from ``register``: reflected, one
+    bit at a time (bit 0 of each byte first). The definition of the protocol's CRC."""
     for b in data:
-        crc ^= b << 8
+        register ^= b
         for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+            register = (register >> 1) ^ (CRC32_POLY if register & 1 else 0)
+    return register
 
 
-def frame(cmd: int, payload: bytes = b"") -> bytes:
-    """One frame: SYNC, cmd, length, payload, CRC."""
+def crc32(data: bytes | bytearray) -> int:
+    """CRC-32 of ``data`` as a frame carries it (equal to ``zlib.crc32(data)``)."""
+    return crc32_register(data) ^ 0xFFFFFFFF
+
+
+def frame(cmd: int, payload: bytes = b"", seq: int = 0) -> bytes:
+    """One frame: SYNC, cmd, seq, length, payload, CRC-32."""
     if len(payload) > 0xFFFF:
         raise ValueError("payload too long for a frame")
-    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
-    crc = crc16(body)
-    return bytes([SYNC]) + body + bytes([crc & 0xFF, crc >> 8])
+    if not 0 <= seq <= 0xFF:
+        raise ValueError(f"seq must be 0..255, not {seq}")
+    body = bytes([cmd, seq, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
+    return bytes([SYNC]) + body + crc32(body).to_bytes(CRC_BYTES, "little")
+
+
+class Frame(NamedTuple):
+    """A frame taken from a byte stream."""
+
+    cmd: int
+    seq: int
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -164,6 +206,8 @@ class Device:
     samples: int = 0
     _buf: bytearray = field(default_factory=bytearray)
     _shifts: tuple | None = None
+    #: ``(seq, crc, reply)`` of the last frame executed, None after INFO / READ / COUNTERS
+    _last: tuple | None = None
 
     def __post_init__(self):
         c = self.geometry.config
@@ -195,28 +239,37 @@ class Device:
                 self.dropped += 1
             return b""
         buf.append(b)
-        if len(buf) == 4 and (buf[2] | buf[3] << 8) > MAX_PAYLOAD:
+        if len(buf) < HEADER_BYTES:
+            return b""
+        n = buf[3] | buf[4] << 8
+        if n > MAX_PAYLOAD:
             buf.clear()
             return b""
-        if len(buf) < 4 or len(buf) < 6 + (buf[2] | buf[3] << 8):
+        if len(buf) < HEADER_BYTES + n + CRC_BYTES:
             return b""
-        body, crc = bytes(buf[1:-2]), buf[-2] | buf[-1] << 8
+        body, crc = bytes(buf[1:-CRC_BYTES]), int.from_bytes(buf[-CRC_BYTES:], "little")
         buf.clear()
-        if crc16(body) != crc:
+        if crc32(body) != crc:
             self.crc_errors += 1
             return b""
         self.frames += 1
-        return self._execute(body[0], body[3:])
+        cmd, seq = body[0], body[1]
+        if self._last is not None and self._last[:2] == (seq, crc):
+            return self._last[2]
+        reply = self._execute(cmd, seq, body[HEADER_BYTES - 1:])
+        reports = cmd in (Cmd.INFO, Cmd.READ, Cmd.COUNTERS)
+        self._last = None if reports else (seq, crc, reply)
+        return reply
 
     # -- commands ------------------------------------------------------------------------
-    def _execute(self, cmd: int, payload: bytes) -> bytes:
+    def _execute(self, cmd: int, seq: int, payload: bytes) -> bytes:
         g, c = self.geometry, self.geometry.config
 
         def nak(e: Error) -> bytes:
-            return frame(NAK, bytes([e]))
+            return frame(NAK, bytes([e]), seq)
 
         def reply(data: bytes = b"") -> bytes:
-            return frame(cmd | 0x80, data)
+            return frame(cmd | 0x80, data, seq)
 
         n = len(payload)
         if cmd == Cmd.INFO:
@@ -253,12 +306,15 @@ class Device:
                                   for i in range(count)))
         if cmd in (Cmd.CLASSIFY, Cmd.TRAIN):
             training = cmd == Cmd.TRAIN
-            if n != c.pixels + training:
+            head = TRAIN_OVERHEAD if training else 0
+            if n != c.pixels + head:
                 return nak(Error.BAD_LENGTH)
-            label = payload[0] if training else 0
+            if training and payload[:HASH_BYTES] != g.model_hash:
+                return nak(Error.WRONG_MODEL)
+            label = payload[HASH_BYTES] if training else 0
             if label >= c.outputs:
                 return nak(Error.BAD_LABEL)
-            pixels = np.frombuffer(payload[training:], np.uint8).astype(np.int64)
+            pixels = np.frombuffer(payload[head:], np.uint8).astype(np.int64)
             self.samples += 1
             if training:
                 rule = replace(c, **dict(zip(("w1_shift", "w2_shift", "b1_shift", "b2_shift"),
@@ -270,11 +326,14 @@ class Device:
                 pred, counts = int(inf.prediction[0]), inf.spike_counts[0]
             return reply(bytes([pred]) + bytes(int(v) for v in counts))
         if cmd == Cmd.SHIFTS:
-            if n != 4:
+            if n != HASH_BYTES + 4:
                 return nak(Error.BAD_LENGTH)
-            if max(payload) > LFSR_BITS:
+            if payload[:HASH_BYTES] != g.model_hash:
+                return nak(Error.WRONG_MODEL)
+            shifts = tuple(payload[HASH_BYTES:])
+            if max(shifts) > LFSR_BITS:
                 return nak(Error.BAD_SHIFT)
-            self._shifts = tuple(payload)
+            self._shifts = shifts
             return reply()
         return nak(Error.UNKNOWN_COMMAND)
 
@@ -349,7 +408,7 @@ def write_payloads(g: Geometry, entries, words_per_frame: int = 64) -> list[byte
 
 
 class FrameReader:
-    """Splits a received byte stream into frames ``(cmd, payload)``, skipping garbage.
+    """Splits a received byte stream into :class:`Frame` s, skipping garbage.
 
     A frame is taken where a ``SYNC`` starts a complete frame with a good CRC; garbage that
     looks like the start of a long frame does not hide a good frame that follows it.
@@ -362,19 +421,20 @@ class FrameReader:
         """``(length, frame)`` of the candidate at ``i``: frame None if incomplete, length
         None if it cannot be a frame."""
         b = self._buf
-        if len(b) < i + 4:
+        if len(b) < i + HEADER_BYTES:
             return 0, None
-        n = b[i + 2] | b[i + 3] << 8
+        n = b[i + 3] | b[i + 4] << 8
         if n > MAX_PAYLOAD:
             return None, None
-        if len(b) < i + 6 + n:
+        end = i + HEADER_BYTES + n
+        if len(b) < end + CRC_BYTES:
             return 0, None
-        body = bytes(b[i + 1:i + 4 + n])
-        if crc16(body) != (b[i + 4 + n] | b[i + 5 + n] << 8):
+        body = bytes(b[i + 1:end])
+        if crc32(body) != int.from_bytes(b[end:end + CRC_BYTES], "little"):
             return None, None
-        return 6 + n, (body[0], body[3:])
+        return HEADER_BYTES + n + CRC_BYTES, Frame(body[0], body[1], body[HEADER_BYTES - 1:])
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+    def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
         out = []
         while True:

@@ -1,9 +1,15 @@
 """The host link's protocol engine in front of the accelerator.
 
 Hardware twin of :class:`eqfpga.golden.host_link.Device`: for the same received bytes it sends
-the same bytes back (the protocol, the resync rule and the commands are specified there). A
-frame's payload is collected in a buffer and executed only once its CRC has checked, so a
-damaged frame never touches the weights or the image.
+the same bytes back (the protocol, the resync rule, the repeat rule and the commands are
+specified there). A frame's payload is collected in a buffer and executed only once its CRC
+has checked, so a damaged frame never touches the weights or the image.
+
+A repeated frame is answered from the registers that the first copy's reply came from: the
+reply's kind and code, the error code, the prediction and the accelerator's spike counts (they
+stay until its next start). They hold still until the next frame executes, because the frames
+whose reply could not be rebuilt that way (INFO, READ, COUNTERS: constants, words read through
+the port, live counters) make the link forget the last frame, and are executed again.
 
 Bytes that arrive while a frame executes (``receiving`` low) are dropped and counted; a host
 waits for each reply (or the timeout) before it sends the next frame. ``receiving`` is also low
@@ -19,30 +25,37 @@ from amaranth.lib import enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from eqfpga.config import LFSR_BITS
-from eqfpga.golden.host_link import crc16 as golden_crc16
-from eqfpga.golden.host_link import MAX_PAYLOAD, MAX_READ, NAK, SYNC, Cmd, Error, Geometry
+from eqfpga.golden.host_link import crc32_register as golden_crc32_register
+from eqfpga.golden.host_link import (HASH_BYTES, MAX_PAYLOAD, MAX_READ, NAK, SYNC, TRAIN_OVERHEAD, Cmd,
+                                     Error, Geometry)
 from eqfpga.hw.accelerator import Accelerator
 from eqfpga.hw.flow import valid_signature
 
-__all__ = ["HostLink", "crc16_byte"]
+__all__ = ["HostLink", "crc32_byte"]
 
 
-def crc16_byte(crc, byte):
-    """The CRC-16 register ``crc`` after ``byte``, as a flat XOR network.
+def crc32_byte(register, byte):
+    """The CRC-32 shift register ``register`` after ``byte``, as a flat XOR network.
 
-    The golden bitwise update is linear over GF(2) in ``crc ^ (byte << 8)``; its columns are
-    derived here from :func:`eqfpga.golden.host_link.crc16`, the only definition of the CRC.
+    The golden bitwise update is linear over GF(2) in ``register ^ byte``; its columns are
+    derived here from :func:`eqfpga.golden.host_link.crc32_register`, the only definition of
+    the CRC.
     """
-    v = crc ^ Cat(Const(0, 8), byte)
-    columns = [golden_crc16(b"\x00", 1 << i) for i in range(16)]
+    v = register ^ Cat(byte, Const(0, 24))
+    columns = [golden_crc32_register(b"\x00", 1 << i) for i in range(32)]
     bits = []
-    for j in range(16):
-        taps = [v[i] for i in range(16) if (columns[i] >> j) & 1]
+    for j in range(32):
+        taps = [v[i] for i in range(32) if (columns[i] >> j) & 1]
         bit = taps[0]
         for t in taps[1:]:
             bit = bit ^ t
         bits.append(bit)
     return Cat(*bits)
+
+
+def _complement_byte(register, k):
+    """Byte ``k`` of the CRC a frame carries: the complemented register, little-endian."""
+    return ~register.word_select(k, 8)
 
 
 class Reply(enum.Enum, shape=3):
@@ -83,9 +96,10 @@ class HostLink(wiring.Component):
         c = accelerator.config
         if c.outputs > 15:
             raise ValueError("the reply to CLASSIFY holds at most 15 output counts")
-        if c.pixels + 1 > MAX_PAYLOAD:
-            raise ValueError(f"a TRAIN frame of {c.pixels} pixels exceeds the "
-                             f"{MAX_PAYLOAD}-byte frame buffer")
+        if c.pixels + TRAIN_OVERHEAD > MAX_PAYLOAD:
+            raise ValueError(f"a TRAIN frame of {c.pixels} pixels (plus model hash and label) "
+                             f"exceeds the {MAX_PAYLOAD}-byte frame buffer: at most "
+                             f"{MAX_PAYLOAD - TRAIN_OVERHEAD} pixels")
         if c.free_steps > 255:
             raise ValueError("spike counts are sent as bytes: free_steps must be at most 255")
         self._acc = accelerator
@@ -123,9 +137,10 @@ class HostLink(wiring.Component):
 
         # -- receive -----------------------------------------------------------------------
         cmd = Signal(8)
+        seq = Signal(8)
         length = Signal(16)
         idx = Signal(range(MAX_PAYLOAD + 1))
-        rx_crc = Signal(16)
+        rx_crc = Signal(32)
         quiet = Signal(range(self._timeout + 1))
         byte = self.rx.payload
         got = Signal()
@@ -141,13 +156,24 @@ class HostLink(wiring.Component):
         # Compared a cycle ahead (idx, length and rx_crc change only when a byte is taken).
         payload_last = Signal()         # the next payload byte is the last
         m.d.sync += payload_last.eq(idx + 1 == length)
-        crc_lo_ok = Signal()            # the CRC's first byte matched
+        crc_ok = Signal()               # the CRC's bytes so far matched
         len_over, len_zero = Signal(), Signal()     # the length bytes say > MAX_PAYLOAD, 0
         # quiet == timeout, a cycle ahead: quiet restarts at a byte, else counts up to timeout
         timed_out = Signal()
         m.d.sync += timed_out.eq(~got & ((quiet == self._timeout - 1) | (quiet == self._timeout)))
         with m.If(self.rx.valid & ~self.receiving):
             m.d.sync += dropped.eq(dropped + 1)
+
+        # -- the last frame executed (the repeat rule) ---------------------------------------
+        last_seq = Signal(8)
+        last_crc = Signal(32)
+        last_valid = Signal()           # a frame is remembered
+        # Registered: seq and rx_crc hold still from the frame's last payload byte on, at
+        # least two cycles before the CRC's last byte, where these decide.
+        repeat = Signal()               # the frame being received has the remembered seq and CRC
+        m.d.sync += repeat.eq(last_valid & (seq == last_seq) & (rx_crc == last_crc))
+        reports = Signal()              # cmd only reports (INFO, READ, COUNTERS): not remembered
+        m.d.sync += reports.eq((cmd == Cmd.INFO) | (cmd == Cmd.READ) | (cmd == Cmd.COUNTERS))
 
         # -- reply -------------------------------------------------------------------------
         # A reply is its kind: the code is NAK or cmd | 0x80, the length follows from the kind,
@@ -159,7 +185,7 @@ class HostLink(wiring.Component):
         reply_len = Signal(16)
         reply_last = Signal(16)         # index of the payload's last byte
         reply_empty = Signal()          # reply_len == 0
-        tx_crc = Signal(16)
+        tx_crc = Signal(32)
         out_i = Signal(16)
         word = Signal(wb * 8)
         word_i = Signal(range(wb + 1))
@@ -179,8 +205,6 @@ class HostLink(wiring.Component):
         rem = Signal(16)
         rem_step, rem_ge, rem_zero = Signal(), Signal(), Signal()
         err = Signal(range(max(Error) + 1))
-        # Registered: the header is sent at least two cycles after reply_src is set.
-        m.d.sync += reply_cmd.eq(Mux(reply_src == Reply.ERROR, NAK, cmd | 0x80))
         with m.Switch(reply_src):
             for kind, n in ((Reply.ERROR, 1), (Reply.INFO, len(g.info())), (Reply.COUNTERS, 16),
                             (Reply.RESULT, 1 + c.outputs), (Reply.EMPTY, 0)):
@@ -222,8 +246,11 @@ class HostLink(wiring.Component):
                      count_bad.eq((count == 0) | (count > MAX_READ)),
                      pixel_last.eq(pixel == c.pixels - 1),
                      pixel_ready.eq(acc.pixels.ready)]
+        is_write, is_shifts = Signal(), Signal()
+        m.d.sync += [is_write.eq(cmd == Cmd.WRITE), is_shifts.eq(cmd == Cmd.SHIFTS)]
         # length is final when the frame executes (two cycles or more after LEN1)
-        len_is = {n: Signal(name=f"len_is_{n}") for n in (0, 4, c.pixels, c.pixels + 1)}
+        len_is = {n: Signal(name=f"len_is_{n}")
+                  for n in (0, 4, HASH_BYTES + 4, c.pixels, c.pixels + TRAIN_OVERHEAD)}
         len_short = Signal()
         m.d.sync += [len_is[n].eq(length == n) for n in len_is]
         m.d.sync += len_short.eq(length < 11 + wb)
@@ -232,7 +259,10 @@ class HostLink(wiring.Component):
             m.d.comb += buf_rd.addr.eq(i)
 
         def reply(kind):
-            m.d.sync += [reply_src.eq(kind), send.eq(1)]
+            # reply_src and reply_cmd change only here (err only in nak): a repeated frame is
+            # answered from them, and a colliding frame's cmd must not change that reply
+            code = NAK if kind == Reply.ERROR else cmd | 0x80
+            m.d.sync += [reply_src.eq(kind), reply_cmd.eq(code), send.eq(1)]
             m.next = "SEND"
 
         def nak(e: Error):
@@ -242,7 +272,7 @@ class HostLink(wiring.Component):
         # One CRC network for every byte sent that the CRC covers.
         tx_crc_on = Signal()
         with m.If(self.tx.valid & self.tx.ready & tx_crc_on):
-            m.d.sync += tx_crc.eq(crc16_byte(tx_crc, self.tx.payload))
+            m.d.sync += tx_crc.eq(crc32_byte(tx_crc, self.tx.payload))
 
         tx_gap = Signal()               # the cycle after a byte sent: valid stays low
         m.d.sync += tx_gap.eq(self.tx.valid & self.tx.ready)
@@ -283,7 +313,7 @@ class HostLink(wiring.Component):
                 m.d.comb += rx_state.eq(1)
                 with m.If(got):
                     with m.If(byte == SYNC):
-                        m.d.sync += [rx_crc.eq(0xFFFF), quiet.eq(0)]
+                        m.d.sync += [rx_crc.eq(0xFFFFFFFF), quiet.eq(0)]
                         m.next = "CMD"
                     with m.Else():
                         m.d.sync += dropped.eq(dropped + 1)
@@ -300,39 +330,54 @@ class HostLink(wiring.Component):
                         m.d.sync += quiet.eq(quiet + 1)
 
             def on_cmd():
-                m.d.sync += [cmd.eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                m.d.sync += [cmd.eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
+                m.next = "SEQ"
+
+            def on_seq():
+                m.d.sync += [seq.eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
                 m.next = "LEN0"
 
             def on_len0():
-                m.d.sync += [length[:8].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                m.d.sync += [length[:8].eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
                 m.next = "LEN1"
 
             def on_len1():
                 n = Cat(length[:8], byte)
-                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc16_byte(rx_crc, byte)), idx.eq(0),
+                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte)), idx.eq(0),
                              len_over.eq(n > MAX_PAYLOAD), len_zero.eq(n == 0)]
                 m.next = "LEN_CHECK"
 
             def on_payload():
                 m.d.comb += [buf_wr.addr.eq(idx), buf_wr.data.eq(byte), buf_wr.en.eq(1)]
-                m.d.sync += [idx.eq(idx + 1), rx_crc.eq(crc16_byte(rx_crc, byte))]
+                m.d.sync += [idx.eq(idx + 1), rx_crc.eq(crc32_byte(rx_crc, byte))]
                 with m.If(payload_last):
                     m.next = "CRC0"
 
-            def on_crc0():
-                m.d.sync += crc_lo_ok.eq(byte == rx_crc[:8])
-                m.next = "CRC1"
+            def on_crc(k):
+                """The CRC's byte ``k``; the last one decides: execute, answer a repeat, or
+                drop the frame."""
+                def action():
+                    matches = byte == _complement_byte(rx_crc, k)
+                    if k < 3:
+                        m.d.sync += crc_ok.eq(matches if k == 0 else crc_ok & matches)
+                        m.next = f"CRC{k + 1}"
+                        return
+                    with m.If(crc_ok & matches):
+                        m.d.sync += frames.eq(frames + 1)
+                        with m.If(repeat):
+                            m.next = "REPEAT"
+                        with m.Else():
+                            m.d.sync += [idx.eq(0), last_seq.eq(seq), last_crc.eq(rx_crc),
+                                         last_valid.eq(~reports)]
+                            m.next = "EXEC"
+                    with m.Else():
+                        m.d.sync += crc_errors.eq(crc_errors + 1)
+                        m.next = "HUNT"
+                return action
 
-            def on_crc1():
-                with m.If(crc_lo_ok & (byte == rx_crc[8:])):
-                    m.d.sync += [frames.eq(frames + 1), idx.eq(0)]
-                    m.next = "EXEC"
-                with m.Else():
-                    m.d.sync += crc_errors.eq(crc_errors + 1)
-                    m.next = "HUNT"
-
-            for state, action in (("CMD", on_cmd), ("LEN0", on_len0), ("LEN1", on_len1),
-                                  ("PAYLOAD", on_payload), ("CRC0", on_crc0), ("CRC1", on_crc1)):
+            for state, action in (("CMD", on_cmd), ("SEQ", on_seq), ("LEN0", on_len0),
+                                  ("LEN1", on_len1), ("PAYLOAD", on_payload),
+                                  *((f"CRC{k}", on_crc(k)) for k in range(4))):
                 receive(state, action)
 
             with m.State("LEN_CHECK"):
@@ -342,6 +387,11 @@ class HostLink(wiring.Component):
                     m.next = "CRC0"
                 with m.Else():
                     m.next = "PAYLOAD"
+
+            with m.State("REPEAT"):
+                # the reply's registers still hold the first copy's reply
+                m.d.sync += send.eq(1)
+                m.next = "SEND"
 
             with m.State("EXEC"):
                 with m.Switch(cmd):
@@ -357,11 +407,11 @@ class HostLink(wiring.Component):
                             m.d.sync += dropped_then.eq(dropped)
                             reply(Reply.COUNTERS)
                     with m.Case(Cmd.SHIFTS):
-                        with m.If(~len_is[4]):
+                        with m.If(~len_is[HASH_BYTES + 4]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0)]
-                            m.next = "SHIFTS"
+                            m.next = "HASH"
                     with m.Case(Cmd.WRITE):
                         with m.If(len_short):
                             nak(Error.BAD_LENGTH)
@@ -375,12 +425,18 @@ class HostLink(wiring.Component):
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0)]
                             m.next = "READ_ARGS"
-                    with m.Case(Cmd.CLASSIFY, Cmd.TRAIN):
-                        with m.If(Mux(cmd == Cmd.TRAIN, ~len_is[c.pixels + 1], ~len_is[c.pixels])):
+                    with m.Case(Cmd.CLASSIFY):
+                        with m.If(~len_is[c.pixels]):
                             nak(Error.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [idx.eq(0), fetch.eq(0), pixel.eq(0)]
-                            m.next = "LABEL"
+                            m.next = "PIXELS"
+                    with m.Case(Cmd.TRAIN):
+                        with m.If(~len_is[c.pixels + TRAIN_OVERHEAD]):
+                            nak(Error.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [idx.eq(0), fetch.eq(0), pixel.eq(0)]
+                            m.next = "HASH"
                     with m.Default():
                         nak(Error.UNKNOWN_COMMAND)
 
@@ -396,27 +452,34 @@ class HostLink(wiring.Component):
                     m.d.sync += fetch.eq(fetch + 1)
                 return m.If(fetch == 3)
 
+            # WRITE, SHIFTS and TRAIN start with the model hash.
+            with m.State("HASH"):
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
+                    with m.If(buf_bad_hash):
+                        nak(Error.WRONG_MODEL)
+                    with m.Elif(idx == HASH_BYTES - 1):
+                        with m.If(is_write):
+                            m.next = "W_HEADER"
+                        with m.Elif(is_shifts):
+                            m.next = "SHIFTS"
+                        with m.Else():
+                            m.next = "LABEL"
+
             # SHIFTS: four bytes, each at most LFSR_BITS, all or nothing.
             with m.State("SHIFTS"):
                 with consume():
                     m.d.sync += [fetch.eq(0), idx.eq(idx + 1), new_shifts[idx[:2]].eq(buf_q)]
                     with m.If(buf_bad_shift):
                         nak(Error.BAD_SHIFT)
-                    with m.Elif(idx == 3):
+                    with m.Elif(idx == HASH_BYTES + 3):
                         m.next = "SHIFTS_SET"
             with m.State("SHIFTS_SET"):
                 m.d.sync += [shifts[i].eq(new_shifts[i]) for i in range(4)]
                 reply(Reply.EMPTY)
 
-            # WRITE: model hash, then sel and addr, then the word count by repeated
-            # subtraction (no divider), then the words.
-            with m.State("HASH"):
-                with consume():
-                    m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
-                    with m.If(buf_bad_hash):
-                        nak(Error.WRONG_MODEL)
-                    with m.Elif(idx == 7):
-                        m.next = "W_HEADER"
+            # WRITE: (model hash,) sel and addr, then the word count by repeated subtraction
+            # (no divider), then the words.
             with m.State("W_HEADER"):
                 with consume():
                     m.d.sync += [fetch.eq(0), idx.eq(idx + 1)]
@@ -472,19 +535,16 @@ class HostLink(wiring.Component):
                             m.next = "READ_SETTLE0"
             range_check("READ", lambda: reply(Reply.WORDS), bad_length=count_bad)
 
-            # CLASSIFY / TRAIN: label, pixels into the accelerator, run, reply.
+            # TRAIN: (model hash,) label; CLASSIFY / TRAIN: pixels into the accelerator, run,
+            # reply.
             with m.State("LABEL"):
-                with m.If(cmd == Cmd.TRAIN):
-                    with consume():
-                        m.d.sync += [fetch.eq(0), idx.eq(1)]
-                        with m.If(buf_bad_label):
-                            nak(Error.BAD_LABEL)
-                        with m.Else():
-                            m.d.sync += label.eq(buf_q)
-                            m.next = "PIXELS"
-                with m.Else():
-                    m.d.sync += idx.eq(0)
-                    m.next = "PIXELS"
+                with consume():
+                    m.d.sync += [fetch.eq(0), idx.eq(TRAIN_OVERHEAD)]
+                    with m.If(buf_bad_label):
+                        nak(Error.BAD_LABEL)
+                    with m.Else():
+                        m.d.sync += label.eq(buf_q)
+                        m.next = "PIXELS"
             with m.State("PIXELS"):
                 with consume():
                     # pixel_ready is the accelerator's ready: it changes only when it takes a
@@ -506,7 +566,7 @@ class HostLink(wiring.Component):
                 with m.If(~send & tx_idle):
                     m.next = "HUNT"
 
-        # The reply: header, payload, CRC.
+        # The reply: header (with the request's seq), payload, CRC.
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
                 m.d.comb += tx_idle.eq(1)
@@ -514,10 +574,12 @@ class HostLink(wiring.Component):
                     m.d.sync += send.eq(0)
                     m.next = "H0"
             with m.State("H0"):
-                m.d.sync += [tx_crc.eq(0xFFFF), out_i.eq(0), word_i.eq(0)]
+                m.d.sync += [tx_crc.eq(0xFFFFFFFF), out_i.eq(0), word_i.eq(0)]
                 emit(SYNC, "H1", crc=False)
             with m.State("H1"):
-                emit(reply_cmd, "H2")
+                emit(reply_cmd, "H_SEQ")
+            with m.State("H_SEQ"):
+                emit(seq, "H2")
             with m.State("H2"):
                 emit(reply_len[:8], "H3")
             with m.State("H3"):
@@ -560,8 +622,7 @@ class HostLink(wiring.Component):
                         m.next = "C0"
                     with m.Elif(word_i == wb - 1):
                         m.next = "P_READ"
-            with m.State("C0"):
-                emit(tx_crc[:8], "C1", crc=False)
-            with m.State("C1"):
-                emit(tx_crc[8:], "IDLE", crc=False)
+            for k in range(4):
+                with m.State(f"C{k}"):
+                    emit(_complement_byte(tx_crc, k), f"C{k + 1}" if k < 3 else "IDLE", crc=False)
         return m

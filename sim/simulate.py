@@ -65,7 +65,9 @@ def _hardware(sim: str, ck, images, lanes, jobs, progress, waves=None, work_dir=
 
 
 def _dump(sim: str, ck, image, lanes, path: Path, fmt: str) -> Path:
-    """Simulate one image again with waveforms on and write them to ``path``."""
+    """Simulate one image again with waveforms on and write them to ``path`` (its folder is
+    made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if sim == "amaranth":
         if fmt != "vcd":
             raise ValueError("Amaranth's simulator writes VCD only: use --vcd")

@@ -31,8 +31,9 @@ def test_info_prints_widths_and_json(tmp_path, capsys):
 
 
 def test_bad_config_is_one_line_error(tmp_path):
+    from eqfpga.config import config_to_toml, load_config
     bad = tmp_path / "b.toml"
-    bad.write_text("[fixed_point]\ndrive_bits = 8\n")
+    bad.write_text(config_to_toml(load_config("up5k")).replace("drive_bits = 17", "drive_bits = 8"))
     r = run("info", "--config", str(bad))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "drive_bits = 8 cannot hold" in r.stderr
@@ -110,9 +111,8 @@ def test_simulate_reports_agreement(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--images", "0"], "--images must be at least 1"),
     (["--first", "10000"], "outside the 10000 test images"),
-    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--first", "9995", "--images", "10"], "--images 10 from --first 9995: the mnist test set has 10000 images"),
     (["--weights", "nowhere.npz"], "nowhere.npz"),
     (["--sim", "amaranth", "--fst", "x.fst"], "VCD only"),
 ])
@@ -128,3 +128,120 @@ def test_conv_train_and_resume(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())["history"][0]["epoch"] == 1
     assert main(args + ["--epochs", "2", "--resume"]) == 0
     assert (out / "last.npz").exists()
+
+
+COUNT_OPTIONS = [
+    (["evaluate", "--images", "-1"], "--images: must be at least 1, not -1"),
+    (["evaluate", "--images", "0"], "--images: must be at least 1, not 0"),
+    (["evaluate", "--images", "ten"], "--images: expected a whole number, got 'ten'"),
+    (["train", "--epochs", "-2"], "--epochs: must be at least 1, not -2"),
+    (["train", "--train-samples", "-1"], "--train-samples: must be at least 1, not -1"),
+    (["train", "--train-samples", "0"], "--train-samples: must be at least 1, not 0"),
+    (["train", "--test-samples", "-3"], "--test-samples: must be at least 1, not -3"),
+    (["train", "--checkpoint-every", "0"], "--checkpoint-every: must be at least 1, not 0"),
+    (["train", "--on-chip", "--lanes", "0"], "--lanes: must be at least 1, not 0"),
+    (["conv-train", "--epochs", "0"], "--epochs: must be at least 1, not 0"),
+    (["conv-train", "--train-samples", "-1"], "--train-samples: must be at least 1, not -1"),
+    (["conv-train", "--test-samples", "0"], "--test-samples: must be at least 1, not 0"),
+    (["verilog", "--lanes", "-8"], "--lanes: must be at least 1, not -8"),
+    (["simulate", "--images", "0"], "--images: must be at least 1, not 0"),
+    (["simulate", "--first", "-1"], "--first: must be at least 0, not -1"),
+    (["simulate", "--jobs", "0"], "--jobs/-j: must be at least 1, not 0"),
+    (["simulate", "--lanes", "0"], "--lanes: must be at least 1, not 0"),
+    (["run", "--port", "p", "--baud", "0"], "--baud: must be at least 1, not 0"),
+    (["run", "--port", "p", "--images", "-5"], "--images: must be at least 1, not -5"),
+    (["run", "--port", "p", "--first", "-1"], "--first: must be at least 0, not -1"),
+    (["plot", "stdp", "--samples", "0"], "--samples: must be at least 1, not 0"),
+    (["plot", "stdp", "--first", "-2"], "--first: must be at least 0, not -2"),
+    (["plot", "stdp", "--lanes", "0"], "--lanes: must be at least 1, not 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", COUNT_OPTIONS)
+def test_counts_are_checked_where_they_are_parsed(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"eqfpga {args[0]}: error: argument {message}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--images", "20000"], "--images 20000: the mnist test set has 10000 images"),
+    (["train", "--train-samples", "60001"], "train_samples = 60001 is more than the 60000 mnist training images"),
+    (["conv-train", "--test-samples", "10001"], "test_samples = 10001 is more than the 10000 mnist test images"),
+    (["plot", "stdp", "--first", "59990", "--samples", "20"],
+     "--first 59990 --samples 20: the mnist training set has 60000 images"),
+])
+def test_counts_beyond_the_data_are_one_line_errors(tmp_path, capsys, args, message):
+    out = {"evaluate": [], "plot": ["-o", str(tmp_path / "o")]}.get(args[0], ["--out", str(tmp_path / "o")])
+    assert main(args + out) == 2
+    assert capsys.readouterr().err == f"eqfpga: error: {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_a_file_that_is_no_checkpoint(tmp_path, capsys):
+    (tmp_path / "notes.npz").write_text("a text file")
+    assert main(["evaluate", str(tmp_path / "notes.npz")]) == 2
+    assert capsys.readouterr().err == (f"eqfpga: error: {tmp_path / 'notes.npz'}: is not an eqfpga checkpoint "
+                                       f"(not a NumPy .npz archive)\n")
+
+
+def _run_files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def small_toml(tmp_path, small_config):
+    from eqfpga.config import config_to_toml
+    path = tmp_path / "small.toml"
+    path.write_text(config_to_toml(small_config))
+    return path
+
+
+def test_train_refuses_to_overwrite_a_run_without_resume_or_force(tmp_path, capsys, small_toml):
+    out = tmp_path / "run"
+    args = ["train", "--config", str(small_toml), "--out", str(out), "--train-samples", "20",
+            "--test-samples", "10", "--quiet"]
+    assert main(args) == 0
+    before = _run_files(out)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} already holds a training run" in err and "--resume" in err
+    assert _run_files(out) == before
+    assert main(args + ["--resume", "--force"]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    assert ckpt.load(out / "last.npz").epoch == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--train-samples", "30"], "--train-samples differs from the run's: 20 when it started, 30 now"),
+    (["--test-samples", "3"], "--test-samples differs from the run's: 10 when it started, 3 now"),
+])
+def test_train_resume_refuses_other_settings(tmp_path, capsys, small_toml, change, message):
+    out = tmp_path / "run"
+    args = ["train", "--config", str(small_toml), "--out", str(out), "--quiet"]
+    assert main(args + ["--train-samples", "20", "--test-samples", "10"]) == 0
+    before = _run_files(out)
+    capsys.readouterr()
+    settings = {"--train-samples": "20", "--test-samples": "10", change[0]: change[1]}
+    assert main(args + ["--resume", "--epochs", "2"] + [x for kv in settings.items() for x in kv]) == 2
+    assert capsys.readouterr().err == (f"eqfpga: error: {out / 'last.npz'}: {message} (resume with "
+                                       f"{change[0]} {20 if change[0] == '--train-samples' else 10}, or start "
+                                       f"a new run in another folder)\n")
+    assert _run_files(out) == before
+
+
+def test_conv_train_refuses_to_overwrite_a_run_and_other_resume_settings(tmp_path, capsys):
+    out = tmp_path / "conv"
+    args = ["conv-train", "--train-samples", "16", "--test-samples", "16", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    before = _run_files(out)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} already holds a training run" in err and "--resume" in err
+    assert main(args[:2] + ["32"] + args[3:] + ["--resume", "--epochs", "2"]) == 2
+    assert "--train-samples differs from the run's: 16 when it started, 32 now" in capsys.readouterr().err
+    assert _run_files(out) == before

@@ -109,3 +109,50 @@ def test_augment_shift_is_checked_and_hashed_only_when_set():
         Config(name="c", hidden=32, augment_shift=28)
     with pytest.raises(ConfigError, match="augment_shift"):
         Config(name="c", inputs=500, hidden=32, augment_shift=1)
+
+
+def _up5k_toml(tmp_path, *edits, raw: bytes | None = None):
+    """The shipped up5k configuration as a file, each (old, new) of ``edits`` replaced once."""
+    text = config_to_toml(load_config("up5k"))
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "c.toml"
+    path.write_bytes(raw if raw is not None else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("edits, message", [
+    ([('name = "up5k"', "name = 5")], "name must be a string, got 5"),
+    ([('description = "', 'description = 3\n# "')], "description must be a string, got 3"),
+    ([("inputs = 400", "inputs = 785"), ("crop = 4", "crop = 0")],
+     r"inputs = 785 with crop = 0 takes 785-pixel images, but the data sets' images are 28x28 = 784"),
+    ([("crop = 4", "crop = 20")], "with crop = 20 takes 3600-pixel images"),
+    ([("[network]", "hidden = 3\n[network]")], "unknown top-level key 'hidden'"),
+    ([("[network]", "phases = 3\n[network]"), ("[phases]", "[unused]")],
+     r"phases must be a section \[phases\], got 3"),
+    ([("free_steps = 32\n", "")], r"\[phases\] lacks free_steps \(every key is required but crop, augment_shift\)"),
+])
+def test_config_files_with_bad_types_or_images_are_refused_when_loaded(tmp_path, edits, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_up5k_toml(tmp_path, *edits))
+
+
+def test_missing_sections_are_refused_and_optional_keys_default(tmp_path):
+    text = config_to_toml(load_config("up5k"))
+    path = tmp_path / "c.toml"
+    path.write_text(text[:text.index("[phases]")] + text[text.index("[learning]"):])
+    with pytest.raises(ConfigError, match=r"missing section \[phases\] \(a configuration needs \[network\], "
+                                          r"\[fixed_point\], \[phases\], \[learning\]\)"):
+        load_config(path)
+    path.write_text("")
+    with pytest.raises(ConfigError, match=r"missing sections \[network\], \[fixed_point\], \[phases\], \[learning\]"):
+        load_config(path)
+    path.write_text(text.replace("augment_shift = 0\n", ""))   # a feature that is off may be left out
+    assert load_config(path) == load_config("up5k")
+
+
+def test_a_config_file_that_is_not_utf8_is_refused(tmp_path):
+    path = _up5k_toml(tmp_path, raw=b'name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"c.toml: not UTF-8 text \(byte 11\)"):
+        load_config(path)

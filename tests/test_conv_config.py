@@ -88,10 +88,11 @@ def test_bad_values_refused(kwargs, msg):
 
 def test_toml_lists_become_tuples_and_unknown_keys_refused(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('name = "x"\n[network]\nconv_channels = [8, 16]\n')
+    full = conv_config_to_toml(load_conv_config("conv_mnist"))
+    p.write_text(full.replace("conv_channels = [16, 32]", "conv_channels = [8, 16]"))
     c = load_conv_config(p)
     assert c.conv_channels == (8, 16) and hash(c)
-    p.write_text('name = "x"\n[network]\nchannels = [8]\n')
+    p.write_text(full.replace("conv_channels = ", "channels = [8]\nconv_channels = "))
     with pytest.raises(ConfigError, match="unknown key"):
         load_conv_config(p)
     with pytest.raises(ConfigError, match="unknown conv configuration"):
@@ -157,3 +158,35 @@ def test_overrides_take_json_values_and_refuse_unknown_fields():
                        (["leak_shift=one"], "must be JSON"), (["leak_shift=3"], "leak_shift")):
         with pytest.raises(ConfigError, match=msg):
             with_overrides(c, items)
+
+
+@pytest.mark.parametrize("edits, message", [
+    ([('name = "conv_mnist"', "name = 5")], "name must be a string, got 5"),
+    ([("image_size = 28", "image_size = 32")], r"image_size = 32, input_channels = 1: the data sets' images are "
+                                               r"28x28 with 1 channel"),
+    ([("free_steps = 64\n", "")], r"\[phases\] lacks free_steps \(every key is required but input_pad, "
+                                  r"w_shift_caps, b_shift_caps, shift_pixels, mirror_images\)"),
+])
+def test_conv_config_files_with_bad_types_or_images_are_refused_when_loaded(tmp_path, edits, message):
+    text = conv_config_to_toml(load_conv_config("conv_mnist"))
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_conv_config(path)
+
+
+def test_conv_config_files_need_every_section_and_utf8(tmp_path):
+    text = conv_config_to_toml(load_conv_config("conv_mnist"))
+    path = tmp_path / "c.toml"
+    path.write_text(text[:text.index("[phases]")] + text[text.index("[learning]"):])
+    with pytest.raises(ConfigError, match=r"missing section \[phases\]"):
+        load_conv_config(path)
+    path.write_text("")
+    with pytest.raises(ConfigError, match=r"missing sections \[network\], \[fixed_point\], \[phases\], \[learning\]"):
+        load_conv_config(path)
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_conv_config(path)

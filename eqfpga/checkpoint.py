@@ -1,9 +1,13 @@
 """Checkpoints: configuration + parameters + training position + metadata + checksum.
 
-One ``.npz`` file holding the four parameter arrays and a JSON document ``meta`` with the
-configuration, its model hash, the LFSR stream positions, the training position (epoch and
-sample within it), the history of per-epoch figures and a SHA-256 over all of it. Files are
-written atomically (temporary file, then rename), so a stopped run never leaves half a file.
+One ``.npz`` file for every network and training mode: the weights ``w1 .. wL`` and biases
+``b1 .. bL`` (integers for the golden model, ``mode = "int"``; float32 for the float
+references), a trainer's further arrays as ``x_<name>``, and a JSON document ``meta`` with
+the format, the mode, the configuration and its model hash, the LFSR stream positions, the
+training position (epoch and sample within it), the history of per-epoch figures, the run's
+own metadata and a SHA-256 over all of it. Files are written atomically (temporary file, then
+rename), so a stopped run never leaves half a file. The two earlier formats (one hidden layer:
+``eqfpga-checkpoint-1``; convolutional: ``eqfpga-conv-checkpoint-1``) are still read.
 """
 
 from __future__ import annotations
@@ -23,29 +27,58 @@ from eqfpga.config import Config, ConfigError, config_from_dict
 from eqfpga.golden.ep_update import Streams
 from eqfpga.golden.network import Params
 
-FORMAT = "eqfpga-checkpoint-1"
-_ARRAYS = ("w1", "w2", "b1", "b2")
+FORMAT = "eqfpga-checkpoint-2"
+_DENSE_FORMAT = "eqfpga-checkpoint-1"
+_CONV_FORMAT = "eqfpga-conv-checkpoint-1"
+
+#: How a network can be trained: the integer golden model (the chip's arithmetic), the float
+#: rate network, the float spiking network (:mod:`eqfpga.golden.conv_float`).
+MODES = ("int", "float", "float-spiking")
+
+_EXTRA = "x_"   # file-name prefix of a trainer's further arrays (an optimiser's moments)
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, corrupt, or made for another configuration."""
+    """A checkpoint is missing, corrupt, or made for another configuration or mode."""
 
 
 @dataclass
 class Checkpoint:
     config: Config
-    params: Params
-    streams: Streams
-    epoch: int = 0          # epochs completed
-    position: int = 0       # samples done within the current epoch
+    params: object              # golden.network.Params, or conv_float.FParams for a float mode
+    streams: Streams | list     # LFSR positions (none in the float modes)
+    epoch: int = 0              # epochs completed
+    position: int = 0           # samples done within the current epoch
     samples_seen: int = 0
     history: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    mode: str = "int"
+    extra: dict = field(default_factory=dict)
 
 
-def _digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
+def _tensors(ck: Checkpoint) -> dict[str, np.ndarray]:
+    p = ck.params
+    dtype = np.int64 if ck.mode == "int" else None
+    d = {f"w{i + 1}": np.asarray(a, dtype) for i, a in enumerate(p.w)}
+    d.update({f"b{i + 1}": np.asarray(a, dtype) for i, a in enumerate(p.b)})
+    d.update({_EXTRA + k: np.asarray(a) for k, a in ck.extra.items()})
+    return d
+
+
+def _digest(arrays: dict, meta: dict) -> str:
     h = hashlib.sha256()
-    for name in _ARRAYS:
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode()); h.update(str(a.dtype).encode()); h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _dense_digest(arrays: dict, meta: dict) -> str:
+    """The one-hidden-layer format's checksum."""
+    h = hashlib.sha256()
+    for name in ("w1", "w2", "b1", "b2"):
         a = np.ascontiguousarray(arrays[name], dtype=np.int64)
         h.update(name.encode()); h.update(str(a.shape).encode()); h.update(a.tobytes())
     h.update(json.dumps(meta, sort_keys=True).encode())
@@ -55,19 +88,22 @@ def _digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
 def save(ck: Checkpoint, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v.astype(np.int64) for k, v in ck.params.arrays().items()}
+    arrays = _tensors(ck)
     meta = {
-        "format": FORMAT,
+        "format": FORMAT, "mode": ck.mode,
         "config": ck.config.to_dict(),
         "model_hash": ck.config.model_hash,
-        "streams": ck.streams.as_list(),
+        "streams": [int(s) for s in ck.streams],
         "epoch": ck.epoch, "position": ck.position, "samples_seen": ck.samples_seen,
         "history": ck.history, "meta": ck.meta,
     }
     meta["sha256"] = _digest(arrays, meta)
+    # integer weights are stored in the narrowest type that holds them and widened again on
+    # load; every other array (float weights, a trainer's arrays) is stored as it is
+    stored = {k: (v.astype(_storage_dtype(v)) if ck.mode == "int" and not k.startswith(_EXTRA) else v)
+              for k, v in arrays.items()}
     buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                        **{k: v.astype(_storage_dtype(v)) for k, v in arrays.items()})
+    np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **stored)
     return write_atomically(path, buf.getvalue())
 
 
@@ -76,10 +112,14 @@ def write_atomically(path: str | Path, data: bytes) -> Path:
     moment leaves either the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)   # mkstemp makes it private; the result is an ordinary file
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)   # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:      # a full disk, or a stop while writing: no temporary file is left
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -139,7 +179,7 @@ def _whole(v) -> bool:
 
 def meta_problem(meta: dict) -> str | None:
     """What is wrong with the shape of a checkpoint's ``meta`` (its checksum already checked),
-    or None: the fields every checkpoint (fully connected or convolutional) stores."""
+    or None."""
     need = {"config": dict, "model_hash": str, "streams": list, "epoch": int, "position": int,
             "samples_seen": int, "history": list, "meta": dict}
     for key, kind in need.items():
@@ -156,50 +196,120 @@ def meta_problem(meta: dict) -> str | None:
         return f"its meta's 'streams' must be LFSR positions in [0, {PERIOD}), got {meta['streams']!r}"
     if not all(isinstance(h, dict) for h in meta["history"]):
         return "its meta's 'history' must be a list of JSON objects"
+    if meta.get("mode", "int") not in MODES:
+        return f"its meta's 'mode' must be one of {', '.join(MODES)}, got {meta.get('mode')!r}"
     n = meta["meta"].get("train_samples")
     if _whole(n) and meta["position"] > n:
         return f"its position {meta['position']} lies beyond its {n} training samples"
     return None
 
 
-def load(path: str | Path, config: Config | None = None) -> Checkpoint:
-    """Load and verify a checkpoint; if ``config`` is given, it must be the one it was made for."""
+def _differences(own: Config, other: Config) -> str:
+    ours, theirs = own.to_dict(), other.to_dict()
+    differ = [k for k in ours if k not in ("name", "description", "layers") and ours[k] != theirs[k]]
+    if ours["layers"] != theirs["layers"]:
+        if len(ours["layers"]) != len(theirs["layers"]):
+            differ.append("layers")
+        else:
+            keys = sorted({k for a, b in zip(ours["layers"], theirs["layers"])
+                           for k in set(a) | set(b) if a.get(k) != b.get(k)})
+            differ += [f"layers' {k}" for k in keys]
+    return ", ".join(differ)
+
+
+def _stored_hash(stored: dict, form: str, own: Config) -> str:
+    """The model hash of a stored configuration: the convolutional format hashed the fields it
+    had when the file was written (later fields took their defaults)."""
+    if form != _CONV_FORMAT:
+        return own.model_hash
+    d = {k: v for k, v in stored.items() if k not in ("name", "description")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def load(path: str | Path, config: Config | None = None, mode: str | None = None) -> Checkpoint:
+    """Load and verify a checkpoint; if ``config`` is given, it must be the one it was made
+    for, and if ``mode`` is, the mode it was trained in."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        meta, arrays = read_archive(path, _ARRAYS, "eqfpga checkpoint")
-        arrays = {k: arrays[k].astype(np.int64) for k in _ARRAYS}
+        meta, arrays = read_archive(path, (), "eqfpga checkpoint")
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    form = meta.get("format")
+    if form not in (FORMAT, _DENSE_FORMAT, _CONV_FORMAT):
+        raise CheckpointError(f"{path}: unknown checkpoint format {form!r}")
+    if meta.get("mode", "int") not in MODES:   # it says how the arrays are checksummed
+        raise CheckpointError(f"{path}: its meta's 'mode' must be one of {', '.join(MODES)}, "
+                              f"got {meta.get('mode')!r}")
     stored = meta.pop("sha256", None)
-    if stored != _digest(arrays, meta):
+    try:
+        if form == _DENSE_FORMAT:
+            arrays = {k: arrays[k].astype(np.int64) for k in ("w1", "w2", "b1", "b2")}
+            good = stored == _dense_digest(arrays, meta)
+        else:
+            # save() narrows integer weights, so they are widened before the checksum; the
+            # earlier convolutional format stored every array as it was
+            if form == FORMAT and meta.get("mode", "int") == "int":
+                arrays = {k: (v.astype(np.int64) if not k.startswith(_EXTRA) else v) for k, v in arrays.items()}
+            good = stored == _digest(arrays, meta)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: is not an eqfpga checkpoint (the archive has no {e.args[0]})") from None
+    if not good:
         raise CheckpointError(f"{path}: checksum mismatch (the file is corrupt or was edited)")
     problem = meta_problem(meta)
-    if problem is None and len(meta["streams"]) != len(_ARRAYS):
-        problem = f"its meta's 'streams' must hold {len(_ARRAYS)} positions, got {len(meta['streams'])}"
     if problem:
         raise CheckpointError(f"{path}: {problem}")
     try:
         own = config_from_dict(meta["config"])
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: its configuration is invalid ({e})") from None
-    if own.model_hash != meta["model_hash"]:
+    if _stored_hash(meta["config"], form, own) != meta["model_hash"]:
         raise CheckpointError(f"{path}: configuration hash does not match its configuration")
+    got_mode = meta.get("mode", "int")
+    L = own.n_layers
+    if got_mode == "int" and len(meta["streams"]) != 2 * L:   # float modes draw none
+        raise CheckpointError(f"{path}: its meta's 'streams' must hold {2 * L} positions "
+                              f"(two per weight layer), got {len(meta['streams'])}")
+    missing = [k for i in range(L) for k in (f"w{i + 1}", f"b{i + 1}") if k not in arrays]
+    if missing:
+        raise CheckpointError(f"{path}: the archive has no {', '.join(missing)} for its {L} weight layers")
     if config is not None and config.model_hash != own.model_hash:
-        raise CheckpointError(f"{path}: made for configuration {own.name!r} "
-                              f"({own.model_hash[:12]}), not {config.name!r} ({config.model_hash[:12]})")
-    params = Params(**arrays)
-    try:
-        params.check(own)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    return Checkpoint(own, params, Streams(*meta["streams"]), meta["epoch"], meta["position"],
-                      meta["samples_seen"], meta["history"], meta["meta"])
+        raise CheckpointError(f"{path}: made for configuration {own.name!r}, not {config.name!r} "
+                              f"(they differ in {_differences(own, config) or 'their model hash'})")
+    if mode is not None and got_mode != mode:
+        raise CheckpointError(f"{path}: trained in {got_mode} mode, not {mode}")
+    extra = {k[len(_EXTRA):]: v for k, v in arrays.items() if k.startswith(_EXTRA)}
+    if got_mode == "int":
+        params = Params.from_arrays(arrays, own)
+        try:
+            params.check(own)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        streams = Streams(*meta["streams"])
+    else:
+        from eqfpga.golden.conv_float import FParams
+        params = FParams([arrays[f"w{i + 1}"] for i in range(L)], [arrays[f"b{i + 1}"] for i in range(L)])
+        streams = list(meta["streams"])
+    return Checkpoint(own, params, streams, meta["epoch"], meta["position"], meta["samples_seen"],
+                      meta["history"], meta["meta"], got_mode, extra)
 
 
 def shipped(name: str = "up5k") -> Path:
     """Path of a trained checkpoint shipped in the package."""
     return Path(str(resources.files("eqfpga") / "checkpoints" / f"{name}.npz"))
+
+
+def shipped_names() -> list[str]:
+    """Names of the checkpoints shipped in the package (``up5k``, ``conv_mnist``, ...)."""
+    return sorted(p.stem for p in Path(str(resources.files("eqfpga") / "checkpoints")).glob("*.npz"))
+
+
+def resolve(path_or_name: str | Path | None) -> Path:
+    """A checkpoint argument: a file path, or the name of a shipped checkpoint (None: ``up5k``)."""
+    if path_or_name is None:
+        return shipped()
+    text = str(path_or_name)
+    if "/" not in text and not text.endswith(".npz") and text in shipped_names():
+        return shipped(text)
+    return Path(path_or_name)

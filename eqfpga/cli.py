@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def _check_can_make(option: str, path: Path, folder: Path) -> None:
 
 
 #: Per command, its options that name an output folder (all others that are checked are files).
-_OUTPUT_FOLDERS = {"train": ("out",), "conv-train": ("out",), "verilog": ("out",), "build": ("out",)}
+_OUTPUT_FOLDERS = {"train": ("out",), "verilog": ("out",), "build": ("out",)}
 _OUTPUT_FILES = ("json", "vcd", "fst", "pty_file")
 
 
@@ -118,13 +119,22 @@ def count(minimum: int):
 positive_int, non_negative_int = count(1), count(0)
 
 
+def dataset_arg(value: str) -> str:
+    from eqfpga.data import DATASETS, is_npz
+    if value in DATASETS or is_npz(value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: expected one of {', '.join(DATASETS)} or an .npz file")
+
+
 def _config_arg(p: argparse.ArgumentParser, default: str | None = "up5k") -> None:
     p.add_argument("--config", "-c", default=default,
                    help="shipped configuration name or TOML path (default: %(default)s)")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument("--dataset", type=dataset_arg, default=None, metavar="{mnist,fashion-mnist,PATH.npz}",
+                   help="mnist, fashion-mnist, or an .npz with train_images, train_labels, test_images, "
+                        "test_labels (default: fashion-mnist for a configuration named for it, else mnist)")
     p.add_argument("--data", type=Path, default=None,
                    help="folder of the IDX .gz files (default: MNIST shipped with eqfpga)")
 
@@ -134,12 +144,13 @@ def cmd_info(a) -> dict:
     c = load_config(a.config)
     widths = {k: {"bits": w.bits, "signed": w.signed, "lo": w.lo, "hi": w.hi}
               for k, w in c.widths.items()}
-    weight_bytes = (c.inputs * c.hidden + c.hidden * c.outputs) * c.weight_bits / 8
+    weight_bytes = sum(math.prod(ly.weight_shape) for ly in c.geometry) * c.weight_bits / 8
     print(f"eqfpga {__version__}  configuration {c.name!r}  model hash {c.model_hash[:16]}")
     if c.description:
         print(f"  {c.description}")
     crop = f" ({c.image_side}x{c.image_side} images, {c.crop}-pixel border dropped)" if c.crop else ""
-    print(f"  network {c.inputs}-{c.hidden}-{c.outputs}{crop}, {c.weight_bits}-bit weights "
+    net = "-".join(map(str, (c.inputs, *c.hidden_sizes, c.outputs))) if c.is_dense else c.describe_layers()
+    print(f"  network {net}{crop}, {c.weight_bits}-bit weights "
           f"({weight_bytes / 1024:.1f} KiB), phases free {c.free_steps} / nudged {c.nudge_steps} steps")
     print(f"  {'quantity':<16}{'bits':>5}  {'signed':<7}{'worst-case range'}")
     for k, w in c.widths.items():
@@ -148,33 +159,116 @@ def cmd_info(a) -> dict:
             "weight_bytes": weight_bytes, "widths": widths}
 
 
-def cmd_train(a) -> dict:
-    from eqfpga import trainer
-    from eqfpga.config import load_config
+def _training_images(c, dataset, data_dir):
+    from eqfpga import data, trainer
     from eqfpga.run_folder import RunError
-    c = load_config(a.config)
-    if a.resume and a.force:
-        raise UserError("--resume continues the run in OUT, --force starts it over: give one")
-    if a.on_chip:
-        if a.force:
-            raise UserError("--force is not available with --on-chip")
-        return _train_on_chip(a, c)
-    if a.port or a.sim:
-        raise UserError("--sim and --port train on the chip: add --on-chip")
-    out = a.out or Path("runs") / c.name
     try:
-        ck = trainer.fit(c, out, a.epochs, resume=a.resume, force=a.force, dataset=a.dataset,
-                         data_dir=a.data, train_samples=a.train_samples, test_samples=a.test_samples,
-                         checkpoint_every=a.checkpoint_every, progress=not a.quiet)
+        return trainer.network_split(c, data.load("train", dataset, data_dir), data.dataset_name(dataset)).images
     except RunError as e:
         raise UserError(str(e)) from None
-    except KeyboardInterrupt:
+
+
+def _calibrated(c, dataset, data_dir):
+    from eqfpga import calibrate, data
+    tuned = calibrate.calibrated(c, _training_images(c, dataset, data_dir), data.dataset_name(dataset))
+    print(f"input_shift {tuned.input_shift} calibrated on {data.dataset_name(dataset)} "
+          f"(configured: {c.input_shift})")
+    return tuned
+
+
+def cmd_calibrate(a) -> dict:
+    from eqfpga import calibrate, data, trainer
+    from eqfpga.config import config_to_toml, load_config
+    if a.out and Path(a.out).exists():
+        raise UserError(f"--out {a.out}: exists; calibrate writes a new configuration file")
+    c = load_config(a.config)
+    dataset, data_dir = trainer.run_data(c, a.dataset, a.data)
+    name = data.dataset_name(dataset)
+    images = _training_images(c, dataset, data_dir)
+    drive = calibrate.ink_drive(c, images)
+    tuned = calibrate.calibrated(c, images, name)
+    print(f"configuration {c.name!r} on {name}: ink drive 2^{math.log2(drive / c.one):.2f} rates before the "
+          f"shift; input_shift {tuned.input_shift} (configured: {c.input_shift})")
+    if a.out:
+        from dataclasses import replace
+
+        from eqfpga.checkpoint import write_atomically
+        tuned = replace(tuned, name=a.name or f"{c.name}-{name}")
+        write_atomically(a.out, config_to_toml(tuned).encode())
+        print(f"calibrated configuration {tuned.name!r}: {a.out}  (train it: eqfpga train -c {a.out} "
+              f"--dataset {dataset})")
+    return {"config": c.name, "dataset": name, "ink_drive_log2": math.log2(drive / c.one),
+            "input_shift": tuned.input_shift, "configured_input_shift": c.input_shift,
+            "out": str(a.out) if a.out else None}
+
+
+#: Training images of MNIST and Fashion-MNIST: what ``train --json`` extrapolates a full epoch to.
+FULL_EPOCH = 60_000
+
+
+def cmd_train(a) -> dict:
+    from dataclasses import replace
+
+    from eqfpga import trainer
+    from eqfpga.checkpoint import CheckpointError
+    from eqfpga.config import ConfigError, load_config, with_overrides
+    from eqfpga.run_folder import RunError
+    c = load_config(a.config)
+    try:
+        c = with_overrides(c, a.set)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    if a.batch_size is not None and a.batch_size != c.batch_size:
+        if c.update_order == "hardware":
+            raise UserError(f"--batch-size {a.batch_size}: configuration {c.name!r} trains per sample, as the "
+                            f"chip does (update_order 'hardware'); batches need --set 'update_order=\"tensor\"'")
+        try:
+            c = replace(c, batch_size=a.batch_size)
+        except ConfigError as e:
+            raise UserError(f"--batch-size {a.batch_size}: {e}") from None
+    if a.resume and a.force:
+        raise UserError("--resume continues the run in OUT, --force starts it over: give one")
+    dataset, data_dir = trainer.run_data(c, a.dataset, a.data)
+    if a.calibrate:
+        if a.resume or a.branch_from:
+            raise UserError("--calibrate chooses a new run's input scaling: not with --resume or --branch-from")
+        c = _calibrated(c, dataset, data_dir)
+    if a.on_chip:
+        if a.force or a.mode != "int" or a.branch_from or a.max_minutes:
+            raise UserError("--force, --mode, --branch-from and --max-minutes are not available with --on-chip")
+        return _train_on_chip(a, c, dataset, data_dir)
+    if a.port or a.sim:
+        raise UserError("--sim and --port train on the chip: add --on-chip")
+    if a.resume and a.branch_from:
+        raise UserError("--resume continues a run, --branch-from starts a new one: give one")
+    out = a.out or Path("runs") / (c.name if a.mode == "int" else f"{c.name}-{a.mode}")
+    try:
+        ck = trainer.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, force=a.force, dataset=dataset,
+                         data_dir=data_dir, train_samples=a.train_samples, test_samples=a.test_samples,
+                         checkpoint_every=a.checkpoint_every, branch_from=a.branch_from,
+                         max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
+                         progress=not a.quiet)
+    except (CheckpointError, RunError) as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:   # before training started (while training, fit saves and returns)
         raise SystemExit(130)
+    result = {"config": c.name, "mode": a.mode, "dataset": dataset, "batch_size": c.batch_size,
+              "checkpoint": str(out / "last.npz"), "epochs_done": ck.epoch, "position": ck.position,
+              "stopped": ck.epoch < a.epochs, "history": ck.history}
+    if ck.history:
+        h = ck.history[-1]
+        ms = h.get("ms_per_sample")
+        if ms is not None:
+            result["ms_per_sample"] = ms
+            result["full_epoch_minutes"] = ms * FULL_EPOCH / 6e4
+            if h.get("train_samples", FULL_EPOCH) < FULL_EPOCH:
+                print(f"{ms:.1f} ms per training sample: a {FULL_EPOCH:,}-sample epoch takes "
+                      f"{result['full_epoch_minutes']:.0f} min on this machine")
     print(f"checkpoint: {out / 'last.npz'}   curves: {out / 'training.png'}")
-    return {"config": c.name, "checkpoint": str(out / "last.npz"), "history": ck.history}
+    return result
 
 
-def _train_on_chip(a, c) -> dict:
+def _train_on_chip(a, c, dataset: str, data_dir) -> dict:
     from eqfpga.boards.host import HostError
     from eqfpga.sim.train_on_chip import train_on_chip
     if a.resume:
@@ -187,7 +281,7 @@ def _train_on_chip(a, c) -> dict:
     try:
         result = train_on_chip(c, out, a.epochs, sim=a.sim or "verilator", port=a.port, lanes=a.lanes,
                                train_samples=a.train_samples, test_samples=a.test_samples,
-                               dataset=a.dataset, data_dir=a.data, check=not a.no_check,
+                               dataset=dataset, data_dir=data_dir, check=not a.no_check,
                                progress=not a.quiet)
     except HostError as e:
         raise UserError(str(e)) from None
@@ -211,28 +305,32 @@ def _train_on_chip(a, c) -> dict:
 
 def cmd_evaluate(a) -> dict:
     import numpy as np
-    from eqfpga import checkpoint, data
+    from eqfpga import checkpoint, data, trainer
+    from eqfpga.run_folder import RunError
     from eqfpga.golden import network
-    path = a.checkpoint or checkpoint.shipped()
+    path = checkpoint.resolve(a.checkpoint)
     ck = checkpoint.load(path)
-    test = data.load("test", a.dataset, a.data)
+    dataset, data_dir = trainer.run_data(ck.config, a.dataset, a.data)
+    test = data.load("test", dataset, data_dir)
     if a.images is not None and a.images > len(test):
-        raise UserError(f"--images {a.images}: the {a.dataset} test set has {len(test)} images")
+        raise UserError(f"--images {a.images}: the {dataset} test set has {len(test)} images")
     test = test.take(a.images)
-    images = test.images
-    if ck.config.pixels != images.shape[1]:   # small networks take downsampled images
-        side = int(round(ck.config.pixels ** 0.5))
-        if side * side != ck.config.pixels or side > 28:
-            raise UserError(f"{path}: configuration {ck.config.name!r} takes {ck.config.pixels}-pixel "
-                            f"images; the test images have {images.shape[1]} pixels")
-        images = data.downsample(images, side)
-    pred, counts = network.predict(images, ck.params, ck.config)
-    acc = float(np.mean(pred == test.labels))
-    print(f"{path}: configuration {ck.config.name!r}, {len(test)} {a.dataset} test images: "
-          f"accuracy {acc:.2%} ({int(np.sum(pred == test.labels))}/{len(test)})")
-    return {"checkpoint": str(path), "config": ck.config.name, "dataset": a.dataset,
-            "images": len(test), "accuracy": acc,
-            "mean_output_spikes": float(counts.sum(axis=1).mean())}
+    try:
+        images = trainer.network_split(ck.config, test, data.dataset_name(dataset)).images
+    except RunError as e:
+        raise UserError(f"{path}: {e}") from None
+    spikes = None
+    if ck.mode == "int":
+        pred, counts = network.predict(images, ck.params, ck.config)
+        correct = int(np.sum(pred == test.labels))
+        spikes = float(counts.sum(axis=1).mean()) if len(counts) else 0.0
+    else:
+        correct = int(round(trainer.evaluate(ck, images, test.labels) * len(test)))
+    acc = correct / len(test)
+    print(f"{path}: configuration {ck.config.name!r} ({ck.mode}), {len(test)} {data.dataset_name(dataset)} test images: "
+          f"accuracy {acc:.2%} ({correct}/{len(test)}), error {1 - acc:.2%}")
+    return {"checkpoint": str(path), "config": ck.config.name, "mode": ck.mode, "dataset": dataset,
+            "images": len(test), "correct": correct, "accuracy": acc, "mean_output_spikes": spikes}
 
 
 def _checkpoint(a):
@@ -240,7 +338,7 @@ def _checkpoint(a):
     from eqfpga import checkpoint
     from eqfpga.config import load_config
     config = load_config(a.config) if getattr(a, "config", None) else None
-    ck = checkpoint.load(a.weights or checkpoint.shipped(), config)
+    ck = checkpoint.load(checkpoint.resolve(a.weights), config)
     lanes = getattr(a, "lanes", None)
     if lanes is not None and (lanes < 1 or ck.config.hidden % lanes):
         raise UserError(f"--lanes {lanes}: the hidden size {ck.config.hidden} must be a "
@@ -262,12 +360,11 @@ def _test_images(c, a):
             raise UserError(f"--images {a.images} from --first {a.first}: the {a.dataset} test set "
                             f"has {len(test)} images")
         images, labels = images[:a.images], labels[:a.images]
-    if images.shape[1] != c.pixels:
-        side = int(round(c.pixels ** 0.5))
-        if side * side != c.pixels:
-            raise UserError(f"configuration {c.name!r} takes {c.pixels}-pixel images; the test images "
-                            f"have {images.shape[1]} pixels and cannot be resized to that")
-        images = data.downsample(images, side)
+    try:
+        images = data.images_for(data.Split(images, labels, test.shape), c.input_shape, c.outputs,
+                                 f"configuration {c.name!r}", data.dataset_name(a.dataset))
+    except data.DataError as e:
+        raise UserError(str(e)) from None
     return images, labels.astype(int)
 
 
@@ -436,27 +533,6 @@ def cmd_plot(a) -> dict:
     return {"plot": str(a.out), "samples": len(x), "pairs": int(len(dt)), "curve": curve}
 
 
-def cmd_conv_train(a) -> dict:
-    from eqfpga.conv_config import load_conv_config
-    from eqfpga.golden import conv_train
-    from eqfpga.run_folder import RunError
-    c = load_conv_config(a.config)
-    if a.resume and a.force:
-        raise UserError("--resume continues the run in OUT, --force starts it over: give one")
-    out = a.out or Path("runs") / f"{c.name}-{a.mode}"
-    try:
-        ck = conv_train.fit(c, out, a.epochs, mode=a.mode, resume=a.resume, force=a.force,
-                            dataset=a.dataset, data_dir=a.data, train_samples=a.train_samples,
-                            test_samples=a.test_samples, progress=not a.quiet)
-    except (conv_train.ConvCheckpointError, RunError) as e:
-        raise UserError(str(e)) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130)
-    print(f"checkpoint: {out / 'last.npz'}")
-    return {"config": c.name, "mode": a.mode, "checkpoint": str(out / "last.npz"),
-            "history": ck.history}
-
-
 def _bar(enabled: bool):
     from contextlib import nullcontext
 
@@ -472,7 +548,7 @@ def _bar(enabled: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eqfpga.conv_config import TRAINING_MODES
+    from eqfpga.checkpoint import MODES as TRAINING_MODES
 
     ap = argparse.ArgumentParser(prog="eqfpga", description=(
         "FPGA generator for spiking neural networks that learn on the chip with "
@@ -485,19 +561,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train", help="train the golden model per sample (what the chip does)")
+    p = sub.add_parser("calibrate", help="the input_shift that scales a data set's ink to the drive the "
+                                         "shipped configurations were tuned to (and a configuration using it)")
+    _config_arg(p)
+    _data_args(p)
+    p.add_argument("--out", "-o", type=Path, default=None,
+                   help="write the calibrated configuration as TOML here (a new file)")
+    p.add_argument("--name", default=None, help="its name (default: CONFIG-DATASET)")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("train", help="train any network: the integer golden model (per sample, as the chip does, or in batches), a float reference, or on the chip")
     _config_arg(p)
     _data_args(p)
     p.add_argument("--epochs", type=positive_int, default=1,
                    help="epochs the run has when done, counted from its start (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: runs/CONFIG, runs/CONFIG-MODE for a float mode)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.npz (same --dataset and sample counts)")
     p.add_argument("--force", action="store_true",
                    help="start a new run in OUT even if it holds one (its files are deleted)")
     p.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training images")
     p.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--checkpoint-every", type=positive_int, default=5000, metavar="N")
+    p.add_argument("--checkpoint-every", type=positive_int, default=2000, metavar="N")
+    p.add_argument("--mode", choices=TRAINING_MODES, default="int",
+                   help="the integer golden model (what the chip computes), or the float rate or "
+                        "spiking reference (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="samples per update, where the configuration allows batches (update_order "
+                        "tensor); 1 is what the chip does (default: the configuration's)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change configuration fields (JSON values: leak_shift=1 'w_shifts=[15,15,14,13]')")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first set input_shift from the training images (as 'eqfpga calibrate'); the "
+                        "checkpoints record the configuration used")
+    p.add_argument("--branch-from", type=Path, default=None, metavar="CK",
+                   help="start from the end of an epoch of another run (its last.npz or epochNNN.npz): "
+                        "a new schedule, phases or mode for trained weights")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop with a checkpoint after M minutes of training (continue with --resume)")
     p.add_argument("--on-chip", action="store_true",
                    help="train on the accelerator (--sim verilator, or --port P for a board) "
                         "and check every weight against golden")
@@ -507,30 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --on-chip --sim: accelerator lanes (a board's come from its INFO reply)")
     p.add_argument("--no-check", action="store_true", help="with --on-chip: skip the golden comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the figures as JSON (with the time per sample and a full epoch's minutes)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("conv-train", help="train the convolutional spiking EP network "
-                                          "(golden model, float or integer; resumable)")
-    p.add_argument("--config", "-c", default="conv_mnist", help="conv configuration name or TOML path")
-    p.add_argument("--mode", choices=TRAINING_MODES, default="int",
-                   help="integer golden model, float rate network or float spiking network")
-    _data_args(p)
-    p.add_argument("--epochs", type=positive_int, default=1,
-                   help="epochs the run has when done, counted from its start (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/CONFIG-MODE)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/last.npz (same --dataset and sample counts)")
-    p.add_argument("--force", action="store_true",
-                   help="start a new run in OUT even if it holds one (its files are deleted)")
-    p.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training images")
-    p.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.set_defaults(func=cmd_conv_train)
-
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (default: the shipped one)")
-    p.add_argument("checkpoint", nargs="?", type=Path, default=None)
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a checkpoint file, or a shipped one by name: up5k (default), conv_mnist")
     _data_args(p)
     p.add_argument("--images", type=positive_int, default=None, help="only the first N test images")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -634,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     from eqfpga.hw.verilog import ToolError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "dataset", "") is None and args.func not in (cmd_train, cmd_evaluate):
+        args.dataset = "mnist"      # train and evaluate choose from the configuration
     try:
         _check_outputs(args)
         result = args.func(args)

@@ -1,9 +1,13 @@
-"""IDX data sets (MNIST, Fashion-MNIST) with MD5 verification.
+"""Labelled image data sets: MNIST and Fashion-MNIST (IDX files, MD5-verified), and any data set
+as an ``.npz`` file.
 
-Images come back as ``uint8`` arrays of shape ``(N, 784)`` (row-major 28x28), labels as
-``uint8`` arrays of shape ``(N,)``. Every file is checked against the published MD5 of its
-gzip bytes before it is decoded; anything wrong raises :class:`DataError` whose message is one
-line naming the file and the fault.
+Images come back as ``uint8`` arrays of shape ``(N, C*H*W)`` (row-major ``(C, H, W)``; MNIST:
+``(N, 784)``), with their shape in :attr:`Split.shape`, labels as integer arrays ``(N,)``. Every
+IDX file is checked against the published MD5 of its gzip bytes before it is decoded. An
+``.npz`` data set holds ``train_images``, ``train_labels``, ``test_images`` and
+``test_labels``: images ``uint8`` of shape ``(N, H, W)`` (one channel) or ``(N, C, H, W)``,
+labels non-negative integers ``(N,)``. Anything wrong raises :class:`DataError` whose message
+is one line naming the file and the fault.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "Split", "DATASETS", "load", "shipped_dir", "read_idx", "downsample"]
+__all__ = ["DataError", "Split", "DATASETS", "load", "load_npz", "is_npz", "dataset_name", "shipped_dir",
+           "read_idx", "downsample", "images_for", "translate", "mirror"]
 
 
 class DataError(Exception):
@@ -44,16 +49,22 @@ _IDX_MAGIC = {2051: 3, 2049: 1}  # magic -> number of dimensions (unsigned byte 
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, 784) uint8
-    labels: np.ndarray  # (N,) uint8
+    images: np.ndarray            # (N, C*H*W) uint8, row-major (C, H, W)
+    labels: np.ndarray            # (N,) integers
+    shape: tuple = (1, 28, 28)    # (C, H, W) of one image
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def classes(self) -> int:
+        """Labels run from 0 to ``classes - 1``."""
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
     def take(self, n: int | None) -> "Split":
         if n is None:
             return self
-        return Split(self.images[:n], self.labels[:n])
+        return Split(self.images[:n], self.labels[:n], self.shape)
 
 
 def shipped_dir() -> Path:
@@ -100,11 +111,15 @@ def _resolve(dataset: str, data_dir: Path | str | None) -> Path:
 def load(split: str, dataset: str = "mnist", data_dir: Path | str | None = None) -> Split:
     """Load ``split`` ("train" or "test") of ``dataset`` from ``data_dir``.
 
-    ``data_dir`` defaults to the shipped MNIST files. Raises :class:`DataError`.
+    ``dataset`` is ``mnist``, ``fashion-mnist`` or the path of an ``.npz`` data set;
+    ``data_dir`` (for the IDX data sets) defaults to the shipped MNIST files. Raises
+    :class:`DataError`.
     """
     prefix = {"train": "train", "test": "t10k"}.get(split)
     if prefix is None:
         raise DataError(f"unknown split {split!r} (expected 'train' or 'test')")
+    if is_npz(dataset):
+        return load_npz(Path(dataset), split)
     folder = _resolve(dataset, data_dir)
     sums = DATASETS[dataset]
     img_name, lbl_name = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
@@ -119,40 +134,106 @@ def load(split: str, dataset: str = "mnist", data_dir: Path | str | None = None)
     return Split(images.reshape(len(images), 784), labels)
 
 
-def downsample(images: np.ndarray, size: int) -> np.ndarray:
-    """28x28 images -> ``size`` x ``size`` by block means (zero-padded to a multiple of
-    ``size``), rounded down; for the small networks the hardware tests use."""
-    images = np.asarray(images).reshape(-1, 28, 28)
-    block = -(-28 // size)
-    pad = block * size - 28
+def is_npz(dataset) -> bool:
+    return str(dataset).endswith(".npz")
+
+
+def load_npz(path: Path, split: str) -> Split:
+    """``split`` of the ``.npz`` data set at ``path`` (see the module docstring)."""
+    if not path.is_file():
+        raise DataError(f"{path}: data set not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zip, npy and pickle faults all mean the same to a user
+        raise DataError(f"{path}: not a readable .npz data set ({type(e).__name__}: {e})") from None
+    names = (f"{split}_images", f"{split}_labels")
+    missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: an .npz data set needs train_images, train_labels, test_images and "
+                        f"test_labels; it lacks {', '.join(missing)}")
+    images, labels = arrays[names[0]], arrays[names[1]]
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: {names[0]} must be uint8 (0..255), got {images.dtype}")
+    if images.ndim not in (3, 4) or images.shape[0] == 0:
+        raise DataError(f"{path}: {names[0]} must be N x H x W or N x C x H x W with N >= 1, got shape "
+                        f"{images.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: {names[1]} must be a 1-D integer array, got {labels.dtype} of shape {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} {split} images but {len(labels)} labels")
+    if labels.min(initial=0) < 0:
+        raise DataError(f"{path}: {names[1]} holds negative labels")
+    shape = (1,) + images.shape[1:] if images.ndim == 3 else images.shape[1:]
+    return Split(np.ascontiguousarray(images.reshape(len(images), -1)), labels.astype(np.int64),
+                 tuple(int(n) for n in shape))
+
+
+def dataset_name(dataset) -> str:
+    """A data set's name for messages and reports: ``mnist``, or an ``.npz`` file's stem."""
+    return Path(str(dataset)).stem if is_npz(dataset) else str(dataset)
+
+
+def downsample(images: np.ndarray, size: int, side: int = 28) -> np.ndarray:
+    """Square one-channel ``side`` x ``side`` images -> ``size`` x ``size`` by block means
+    (zero-padded to a multiple of ``size``), rounded down; for the small networks the hardware
+    tests use."""
+    images = np.asarray(images).reshape(-1, side, side)
+    block = -(-side // size)
+    pad = block * size - side
     padded = np.pad(images.astype(np.int64), ((0, 0), (pad // 2, pad - pad // 2),
                                              (pad // 2, pad - pad // 2)))
     blocks = padded.reshape(len(images), size, block, size, block)
     return (blocks.sum(axis=(2, 4)) // (block * block)).astype(np.uint8).reshape(len(images), -1)
 
 
-def translate(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Square images (flattened, one per row) each moved by whole pixels: ``shifts[i]`` is
-    (rows down, columns right). Pixels moved past the edge are lost and the uncovered ones
-    are 0, so the ink never wraps around."""
+def images_for(split: Split, shape, classes: int, network: str = "the network", dataset: str = "the data set") -> np.ndarray:
+    """``split``'s images as a network taking ``shape`` ((C, H, W), or (n,) flat values) and
+    ``classes`` outputs takes them: as they are, flattened, or (square one-channel images
+    larger than the network's) downsampled. Raises :class:`DataError`, one line, when the
+    images cannot be made that shape or a label has no output."""
+    shape = tuple(int(n) for n in shape)
+    if split.classes > classes:
+        raise DataError(f"the {dataset} labels run to {split.classes - 1}, but {network} has "
+                        f"{classes} outputs")
+    if shape == split.shape or (len(shape) == 1 and shape[0] == split.images.shape[1]):
+        return split.images
+    if (len(shape) == 3 and shape[0] == 1 == split.shape[0] and shape[1] == shape[2] < split.shape[1]
+            and split.shape[1] == split.shape[2]):
+        return downsample(split.images, shape[1], split.shape[1])
+    raise DataError(f"{network} takes inputs of shape {list(shape)}; the {dataset} images have shape "
+                    f"{list(split.shape)} (channels, height, width)")
+
+
+def _maps(images: np.ndarray, shape) -> np.ndarray:
+    """Flattened images as (N, C, H, W): ``shape`` (C, H, W), or square one-channel images."""
+    if shape is None:
+        size = int(round(images.shape[1] ** 0.5))
+        shape = (1, size, size)
+    return images.reshape((len(images),) + tuple(shape))
+
+
+def translate(images: np.ndarray, shifts: np.ndarray, shape=None) -> np.ndarray:
+    """Images (flattened, one per row; of ``shape`` (C, H, W), by default square with one
+    channel) each moved by whole pixels: ``shifts[i]`` is (rows down, columns right). Pixels
+    moved past the edge are lost and the uncovered ones are 0, so the ink never wraps around."""
     images = np.asarray(images)
-    size = int(round(images.shape[1] ** 0.5))
-    x = images.reshape(len(images), size, size)
+    x = _maps(images, shape)
     out = np.zeros_like(x)
 
-    def spans(d):   # (destination, source) slices of one axis moved by d
+    def spans(d, size):   # (destination, source) slices of one axis moved by d
         d = max(-size, min(size, d))
         return slice(max(d, 0), size + min(d, 0)), slice(max(-d, 0), size + min(-d, 0))
     for i, (dr, dc) in enumerate(np.asarray(shifts, dtype=np.int64)):
-        (r_to, r_from), (c_to, c_from) = spans(int(dr)), spans(int(dc))
-        out[i, r_to, c_to] = x[i, r_from, c_from]
+        (r_to, r_from), (c_to, c_from) = spans(int(dr), x.shape[2]), spans(int(dc), x.shape[3])
+        out[i, :, r_to, c_to] = x[i, :, r_from, c_from]
     return out.reshape(images.shape)
 
 
-def mirror(images: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Square images (flattened, one per row), those with ``flags[i]`` set mirrored left to right."""
+def mirror(images: np.ndarray, flags: np.ndarray, shape=None) -> np.ndarray:
+    """Images (flattened, one per row; of ``shape`` (C, H, W), by default square with one
+    channel), those with ``flags[i]`` set mirrored left to right."""
     images = np.asarray(images)
-    size = int(round(images.shape[1] ** 0.5))
-    x = images.reshape(len(images), size, size)
+    x = _maps(images, shape)
     flags = np.asarray(flags, dtype=bool)
-    return np.where(flags[:, None, None], x[:, :, ::-1], x).reshape(images.shape)
+    return np.where(flags[:, None, None, None], x[..., ::-1], x).reshape(images.shape)

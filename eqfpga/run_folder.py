@@ -1,5 +1,4 @@
-"""A training run's folder and the settings a resumed run must keep; shared by the trainers
-(:mod:`eqfpga.trainer`, :mod:`eqfpga.golden.conv_train`).
+"""A training run's folder and the settings a resumed run must keep (:mod:`eqfpga.trainer`).
 
 A run folder holds one run: its checkpoints (``last.npz``, ``epochNNN.npz``), ``history.json``
 and ``training.png``. A new run refuses a folder that holds one unless told to start over, so

@@ -1,29 +1,19 @@
 """bench/host_link_fuzz.py: a short run passes, reports what it fed, and saves what it prints."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-
-import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "host_link_fuzz.py"
-_spec = importlib.util.spec_from_file_location("host_link_fuzz", BENCH)
-host_link_fuzz = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = host_link_fuzz
-_spec.loader.exec_module(host_link_fuzz)
 
 
-def test_short_fuzz_run(tmp_path, capsys):
+def test_short_fuzz_run(tmp_path, bench):
     out = tmp_path / "fuzz.json"
-    doc = host_link_fuzz.main(["--examples", "2", "--max-pieces", "6", "--max-garbage", "20", "--seed", "3",
-                               "--json", str(out)])
-    assert json.loads(out.read_text()) == doc
+    r = bench("host_link_fuzz.py", "--examples", "2", "--max-pieces", "6", "--max-garbage", "20", "--seed", "3",
+              "--json", out)
+    doc = json.loads(out.read_text())
     assert doc["passed"] and doc["totals"]["streams"] == 2 and doc["totals"]["bytes"] > 0
-    assert "RTL == golden on every stream" in capsys.readouterr().out
+    assert "RTL == golden on every stream" in r.stdout
+    assert f"| {doc['totals']['streams']} | {doc['totals']['bytes']:,} |" in r.stdout
 
 
-def test_bad_arguments_are_one_line(capsys):
-    with pytest.raises(SystemExit):
-        host_link_fuzz.main(["--examples", "0"])
-    assert "--examples must be at least 1, not 0" in capsys.readouterr().err
+def test_bad_arguments_are_one_line(bench):
+    r = bench("host_link_fuzz.py", "--examples", "0", ok=False)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith("--examples must be at least 1, not 0")

@@ -17,7 +17,7 @@ import pytest
 
 from eqfpga import checkpoint, data, trainer
 from eqfpga.config import load_config
-from eqfpga.golden import conv, conv_train, network, train
+from eqfpga.golden import network, train
 
 RECORD = Path(__file__).with_name("regression.json")
 CONV_CHECKPOINT = Path(__file__).parent / "data" / "conv_mnist_int.npz"
@@ -57,13 +57,13 @@ def measure(name: str) -> dict:
     if name in ("ecp5", "orangecrab"):
         return fc_training(trainer.fresh(load_config(name)))
     if name == "conv":
-        ck = conv_train.load(CONV_CHECKPOINT)
+        ck = checkpoint.load(CONV_CHECKPOINT)
         c, test = ck.config, data.load("test").take(CONV_IMAGES)
-        pred = conv.predict(test.images, ck.params, c)
+        pred = network.predict(test.images, ck.params, c)[0]
         split = data.load("train")
-        order, aug = conv_train.epoch_order(c, 0, len(split)), conv_train.epoch_augmentation(c, 0, len(split))
-        images, labels = conv_train.batch_images(split, order, aug, 0, c.batch_size)
-        batch_pred = conv_train.train_step(ck, c.at_epoch(0), images, labels)
+        order, aug = trainer.epoch_order(c, 0, len(split)), trainer.epoch_augmentation(c, 0, len(split))
+        images, labels = trainer.batch_images(split, order, aug, 0, c.batch_size)
+        batch_pred = trainer.train_step(ck, c.at_epoch(0), images, labels)
         arrays = ck.params.arrays()
         return {"test_predictions": digest(pred), "test_correct": int(np.sum(pred == test.labels)),
                 "batch_predictions": digest(batch_pred),

@@ -23,6 +23,8 @@ from eqfpga.hw.neuron import NeuronUnit
 from eqfpga.sim import accelerator as drv
 from eqfpga.sim import formal
 
+pytestmark = pytest.mark.usefixtures("formal_tools")
+
 # Tiny networks with the narrowest formats: the sequencer's schedule depends only on the
 # shape (inputs, hidden, outputs, lanes, steps, nudging), and narrow data keep the solver fast.
 NARROW = dict(input_bits=1, weight_bits=2, bias_bits=2, weight_frac_bits=1, rate_bits=1,
@@ -161,14 +163,6 @@ def check_sequencer(name, workdir, *, too_small: int = 0):
                           skip=busy - too_small, presat=False, keep_going=bool(too_small),
                           vcd=not too_small, workdir=workdir)
     return h, result
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    try:
-        formal.require_tools()
-    except formal.FormalToolError as e:
-        pytest.skip(str(e))
 
 
 @pytest.mark.parametrize("name", TINY)

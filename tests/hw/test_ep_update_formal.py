@@ -9,6 +9,8 @@ from eqfpga.config import LFSR_BITS, Config
 from eqfpga.hw.ep_update import EPUpdateUnit
 from eqfpga.sim import formal
 
+pytestmark = pytest.mark.usefixtures("formal_tools")
+
 LANES = 2
 
 
@@ -95,14 +97,6 @@ class GoldenUpdateHarness(Elaboratable):
 # Induction length: a pipeline without feedback forgets any state in `latency` cycles, so
 # k-induction closes once k exceeds the latency.
 DEPTH = EPUpdateUnit.latency + 2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    try:
-        formal.require_tools()
-    except formal.FormalToolError as e:
-        pytest.skip(str(e))
 
 
 def test_result_is_golden_and_saturated(hw_config, tmp_path):

@@ -8,6 +8,8 @@ from amaranth.lib.memory import Memory
 
 from eqfpga.sim import formal
 
+pytestmark = pytest.mark.usefixtures("formal_tools")
+
 
 class Saturating(Elaboratable):
     """A counter that adds a free ``step`` and saturates at ``limit``; it must stay at or
@@ -32,14 +34,6 @@ class Saturating(Elaboratable):
             m.d.sync += wrap.eq(Mux(wrap == 10, 0, wrap + 1))
             m.d.comb += Assert(wrap != self.wrap_at)
         return m
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    try:
-        formal.require_tools()
-    except formal.FormalToolError as e:
-        pytest.skip(str(e))
 
 
 def test_proof_passes(tmp_path):

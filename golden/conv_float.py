@@ -1,6 +1,7 @@
-"""Float reference of the convolutional EP network, and its BPTT gradient (for the gradient check).
+"""Float reference of the layered EP network (convolutions and dense layers), and its BPTT gradient
+(for the gradient check).
 
-The same network as :mod:`eqfpga.golden.conv` with real numbers: weights ``W = W_int * 2**-a``
+The same network as :mod:`eqfpga.golden.network` with real numbers: weights ``W = W_int * 2**-a``
 (``a = weight_frac_bits``), input ``x = (pixel >> (8 - input_bits)) * 2**-input_shift``, average
 pooling ``pool_sum / win`` with transpose ``upsample / win`` (max pooling routes through the
 window's argmax), membranes ``v += (P - v) / 2**leak_shift``, rates ``r = clip(v, 0, 1)``,
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eqfpga.conv_config import ConvConfig
+from eqfpga.config import Config as ConvConfig
 from eqfpga.golden import conv_ops as ops
-from eqfpga.golden.conv import quantize_input
+from eqfpga.golden.network import quantize_input
 
 
 @dataclass
@@ -51,35 +52,41 @@ def lr_scales(c: ConvConfig) -> tuple[list, list]:
     integer update implies (``1/beta`` or ``1/(2 beta)`` is inside it, as in the integer shifts)."""
     a, F = c.weight_frac_bits, c.rate_bits
     kw, kb = [], []
-    for l, ly in enumerate(c.layers):
+    for l, ly in enumerate(c.geometry):
         fa = c.input_shift if l == 0 else F
-        win = c.pool * c.pool if (ly.kind == "conv" and c.pooling == "avg") else 1
+        win = ly.pool * ly.pool if (ly.kind == "conv" and ly.pooling == "avg") else 1
         kw.append(2.0 ** (fa + F - c.w_shifts[l] - a) * win)
         kb.append(2.0 ** (F - c.b_shifts[l] - a))
     return kw, kb
 
 
 def float_input(pixels: np.ndarray, c: ConvConfig, dtype=np.float64) -> np.ndarray:
-    """The integer model's input (:func:`eqfpga.golden.conv.quantize_input`, border included) in real units."""
+    """The integer model's input (:func:`eqfpga.golden.network.quantize_input`, border included) in real units."""
     return quantize_input(pixels, c).astype(dtype) * 2.0 ** -c.input_shift
 
 
-def _unpool(s, idx, c):
-    if c.pooling == "avg":
-        return ops.upsample(s, c.pool) / (c.pool * c.pool)
-    return ops.unpool(s, idx, c.pool)
+def _unpool(s, idx, ly):
+    """The transpose of conv layer ``ly``'s pooling (``ly``: a :class:`eqfpga.config.Layer`)."""
+    if ly.pooling == "avg":
+        return ops.upsample(s, ly.pool) / (ly.pool * ly.pool)
+    return ops.unpool(s, idx, ly.pool)
 
 
-def conv_pool(a, w, c: ConvConfig, we=None):
-    """Convolution then pooling of ``a`` with kernel ``w`` (``we``: its pooled kernel, if known);
-    returns (pooled, max-pool window choices)."""
-    if c.pooling == "avg":
-        return ops.pooled_conv(a, w, c.pool, we) / (c.pool * c.pool), None
-    return ops.max_pool(ops.conv(a, w), c.pool)
+def conv_pool(a, w, ly, we=None):
+    """Convolution then pooling of ``a`` with kernel ``w`` as conv layer ``ly`` does
+    (``we``: its pooled kernel, if known); returns (pooled, max-pool window choices)."""
+    if ly.pooling == "avg":
+        return ops.pooled_conv(a, w, ly.pool, we) / (ly.pool * ly.pool), None
+    return ops.max_pool(ops.conv(a, w), ly.pool)
 
 
 def input_drive(x, p: FParams, c: ConvConfig):
-    return conv_pool(x, p.w[0], c, p.kernel(0))
+    """The first layer's drive from the input ``x`` (:func:`float_input`), and max pooling's
+    window choices (None otherwise)."""
+    ly = c.geometry[0]
+    if ly.kind == "dense":
+        return x.reshape(len(x), -1) @ p.w[0], None
+    return conv_pool(x, p.w[0], ly, p.kernel(0))
 
 
 def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
@@ -90,27 +97,27 @@ def interact(s: list, p: FParams, c: ConvConfig, idx: list | None = None):
     new_idx = [None] * L if idx is None else list(idx)
     out = [np.zeros_like(s[0])]
     for l in range(1, L):
-        ly = c.layers[l]
+        ly = c.geometry[l]
         if ly.kind == "conv":
-            if c.pooling == "avg":
-                out.append(ops.pooled_conv(s[l - 1], p.w[l], c.pool, p.kernel(l)) / (c.pool * c.pool))
+            if ly.pooling == "avg":
+                out.append(ops.pooled_conv(s[l - 1], p.w[l], ly.pool, p.kernel(l)) / (ly.pool * ly.pool))
                 continue
             q = ops.conv(s[l - 1], p.w[l])
             if idx is None:
-                m, new_idx[l] = ops.max_pool(q, c.pool)
+                m, new_idx[l] = ops.max_pool(q, ly.pool)
                 out.append(m)
             else:
-                w = ops._windows(q, c.pool)
+                w = ops._windows(q, ly.pool)
                 out.append(np.take_along_axis(w, idx[l][..., None], -1)[..., 0])
         else:
             out.append(s[l - 1].reshape(len(s[l - 1]), -1) @ p.w[l])
     for l in range(L - 1):
-        nx = c.layers[l + 1]
-        if nx.kind == "conv" and c.pooling == "avg":
-            fb = ops.upsampled_conv_t(s[l + 1], p.w[l + 1], c.pool, p.kernel(l + 1))
-            out[l] = out[l] + fb / (c.pool * c.pool)
+        nx = c.geometry[l + 1]
+        if nx.kind == "conv" and nx.pooling == "avg":
+            fb = ops.upsampled_conv_t(s[l + 1], p.w[l + 1], nx.pool, p.kernel(l + 1))
+            out[l] = out[l] + fb / (nx.pool * nx.pool)
         elif nx.kind == "conv":
-            out[l] = out[l] + ops.conv_t(_unpool(s[l + 1], new_idx[l + 1], c), p.w[l + 1])
+            out[l] = out[l] + ops.conv_t(_unpool(s[l + 1], new_idx[l + 1], nx), p.w[l + 1])
         else:
             out[l] = out[l] + (s[l + 1] @ p.w[l + 1].T).reshape(out[l].shape)
     return out, new_idx
@@ -129,7 +136,7 @@ class FState:
 
     @classmethod
     def zeros(cls, batch, c: ConvConfig, idx0=None, dtype=np.float64):
-        shapes = [(batch,) + ly.out_shape for ly in c.layers]
+        shapes = [(batch,) + ly.out_shape for ly in c.geometry]
         z = lambda: [np.zeros(s, dtype) for s in shapes]
         return cls(z(), z(), z(), [idx0] + [None] * (c.n_layers - 1))
 
@@ -181,12 +188,12 @@ def phi_grads(a: list, u: list, x, idx: list, c: ConvConfig):
     ``<u_l, FF_l(a_{l-1})>`` (``a_{-1} = x``; skipped when ``x`` is None) and the bias term
     ``sum u_l``, batch summed. ``phi_grads(s, s, x, ...)`` is ``dPhi/dW`` at state ``s``."""
     gw, gb = [], []
-    for l, ly in enumerate(c.layers):
+    for l, ly in enumerate(c.geometry):
         pre = x if l == 0 else a[l - 1]
         if ly.kind == "conv":
             gb.append(u[l].sum(axis=(0, 2, 3)))
             gw.append(None if pre is None else
-                      ops.weight_grad(pre, _unpool(u[l], idx[l], c), c.kernel))
+                      ops.weight_grad(pre, _unpool(u[l], idx[l], ly), ly.kernel))
         else:
             gb.append(u[l].sum(axis=0))
             gw.append(None if pre is None else pre.reshape(len(pre), -1).T @ u[l])
@@ -303,9 +310,9 @@ def feedforward(x, p: FParams, c: ConvConfig):
     What backprop trains in bench/conv_backprop.py, the reference for what this architecture
     can reach. Returns (``[x, r_1, ..., r_L]``, pre-activations, max-pooling window choices)."""
     r, z, idx = [x], [], []
-    for l, ly in enumerate(c.layers):
+    for l, ly in enumerate(c.geometry):
         if ly.kind == "conv":
-            q, i = conv_pool(r[-1], p.w[l], c)
+            q, i = conv_pool(r[-1], p.w[l], ly)
         else:
             q, i = r[-1].reshape(len(x), -1) @ p.w[l], None
         z.append(q + _bias(p.b[l], q.ndim)); idx.append(i)
@@ -343,14 +350,14 @@ def feedforward_grad(x, labels, p: FParams, c: ConvConfig, mask_output: bool = F
         value = 0.5 * float(np.sum(err ** 2))
     gw, gb = [None] * c.n_layers, [None] * c.n_layers
     for l in range(c.n_layers - 1, -1, -1):
-        a = r[l]
-        if c.layers[l].kind == "conv":
-            up = _unpool(g, idx[l], c)
-            gw[l] = ops.weight_grad(a, up, c.kernel)
+        a, ly = r[l], c.geometry[l]
+        if ly.kind == "conv":
+            up = _unpool(g, idx[l], ly)
+            gw[l] = ops.weight_grad(a, up, ly.kernel)
             gb[l] = g.sum(axis=(0, 2, 3))
             if l:
-                back = (ops.upsampled_conv_t(g, p.w[l], c.pool) / (c.pool * c.pool)
-                        if c.pooling == "avg" else ops.conv_t(up, p.w[l]))
+                back = (ops.upsampled_conv_t(g, p.w[l], ly.pool) / (ly.pool * ly.pool)
+                        if ly.pooling == "avg" else ops.conv_t(up, p.w[l]))
         else:
             gw[l] = a.reshape(len(a), -1).T @ g
             gb[l] = g.sum(axis=0)

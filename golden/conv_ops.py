@@ -3,7 +3,7 @@
 Layout ``NCHW``: maps are ``(B, C, H, W)``, convolution weights ``(O, C, k, k)``. Every
 function works on float arrays; on integer arrays (``int64``) it is exact: the products are
 summed through float64 BLAS and rounded back (:func:`_exact`), which is exact because every
-partial sum stays below 2**53 (:class:`eqfpga.conv_config.ConvConfig` checks the bound).
+partial sum stays below 2**53 (:class:`eqfpga.config.Config` checks the bound).
 
 Definitions (``k`` kernel size, valid convolution, stride 1)::
 
@@ -86,10 +86,12 @@ def pooled_kernel(w: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def pooled_kernels(ws: list, kinds: list, p: int) -> list:
-    """:func:`pooled_kernel` of every convolution's weights (``kinds[l] == "conv"``), None for
-    the others: computed once for phases during which the weights do not change."""
-    return [pooled_kernel(w, p) if kind == "conv" else None for w, kind in zip(ws, kinds)]
+def pooled_kernels(ws: list, geometry) -> list:
+    """:func:`pooled_kernel` of every average-pooled convolution's weights (layers of
+    ``geometry``), None for the others: computed once for phases during which the weights do
+    not change."""
+    return [pooled_kernel(w, ly.pool) if ly.kind == "conv" and ly.pooling == "avg" else None
+            for w, ly in zip(ws, geometry)]
 
 
 class FixedWeights:
@@ -99,9 +101,9 @@ class FixedWeights:
     pooled kernel then, else None (computed at each use)."""
 
     def fixed(self, c):
-        if c.pooling != "avg":
+        if not any(ly.kind == "conv" and ly.pooling == "avg" for ly in c.geometry):
             return self
-        return type(self)(self.w, self.b, pooled_kernels(self.w, [ly.kind for ly in c.layers], c.pool))
+        return type(self)(self.w, self.b, pooled_kernels(self.w, c.geometry))
 
     def kernel(self, l: int) -> np.ndarray | None:
         return None if self.pooled is None else self.pooled[l]

@@ -213,8 +213,8 @@ class Device:
         c = self.geometry.config
         if self.params is None:
             z = np.zeros
-            self.params = network.Params(z((c.inputs, c.hidden), np.int64), z((c.hidden, c.outputs), np.int64),
-                                         z(c.hidden, np.int64), z(c.outputs, np.int64))
+            self.params = network.Params([z((c.inputs, c.hidden), np.int64), z((c.hidden, c.outputs), np.int64)],
+                                         [z(c.hidden, np.int64), z(c.outputs, np.int64)])
         if self.streams is None:
             self.streams = ep_update.Streams.seeded(c)
         self._shifts = (c.w1_shift, c.w2_shift, c.b1_shift, c.b2_shift)

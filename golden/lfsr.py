@@ -8,8 +8,8 @@ period ``2**17 - 1``). One *step* is::
 
 A *draw* returns the current state and then advances it by 17 steps, so consecutive draws
 share no bits (17 is coprime with the prime period, so draws visit every non-zero state).
-Each learnable tensor (W1, W2, b1, b2) owns one *stream*: an LFSR whose draws are consumed in
-the tensor's update order (see :mod:`eqfpga.golden.ep_update`). Hardware that updates ``P``
+Each learnable tensor (``W_1 .. W_L`` then ``b_1 .. b_L``; a one-hidden-layer network's W1, W2,
+b1, b2) owns one *stream*: an LFSR whose draws are consumed in the tensor's update order (see :mod:`eqfpga.golden.ep_update`). Hardware that updates ``P``
 weights per cycle computes ``P`` consecutive draws at once with a leap-forward XOR network.
 
 A stream's position is kept as the index ``n`` of its next draw in :func:`draw_table`, i.e.
@@ -67,10 +67,11 @@ def draws(position: int, count: int) -> tuple[np.ndarray, int]:
     return table[idx], (position + count) % PERIOD
 
 
-def stream_seed(seed: int, stream: str) -> int:
-    """Start position of one tensor's stream for a configuration seed (spread over the period)."""
-    k = STREAMS.index(stream)
-    return (seed * 7919 + k * (PERIOD // len(STREAMS))) % PERIOD
+def stream_seed(seed: int, stream: str | int, streams: int = len(STREAMS)) -> int:
+    """Start position of one of ``streams`` tensors' streams (by index, or a one-hidden-layer
+    network's name in :data:`STREAMS`) for a configuration seed: spread evenly over the period."""
+    k = STREAMS.index(stream) if isinstance(stream, str) else stream
+    return (seed * 7919 + k * (PERIOD // streams)) % PERIOD
 
 
 def state_at(position: int) -> int:

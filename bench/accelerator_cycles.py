@@ -70,11 +70,11 @@ def main():
     rows = []
     for mode, split in (("inference", te), ("training", tr)):
         imgs, labels = split.images[:a.images], split.labels[:a.images]
-        nnz = np.count_nonzero(network.quantize_input(imgs, c), axis=1)
+        nnz = np.count_nonzero(network.flat_input(imgs, c), axis=1)
         cycles, secs = measure(c, a.lanes, params, imgs, labels, mode == "training")
         k0, k1, resid = fit(nnz, cycles)
         floor_per_row = c.hidden * c.weight_bits / SPRAM_BITS_PER_CYCLE * (2 if mode == "training" else 1)
-        mean_nnz = float(np.count_nonzero(network.quantize_input(te.images, c), axis=1).mean())
+        mean_nnz = float(np.count_nonzero(network.flat_input(te.images, c), axis=1).mean())
         res[mode] = {"nnz": nnz.tolist(), "cycles": cycles, "formula": [k0, k1], "fit_residual": resid,
                      "mean_test_nnz": mean_nnz, "cycles_at_mean_nnz": k0 + k1 * mean_nnz,
                      "bandwidth_floor_at_mean_nnz": floor_per_row * mean_nnz,

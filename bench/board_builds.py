@@ -8,8 +8,8 @@ timing (that is a result too), prints a table and writes ``bench/results/board_b
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from eqfpga.boards import build, targets
@@ -17,8 +17,15 @@ from eqfpga.boards import build, targets
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def main():
-    names = sys.argv[1:] or list(targets.BOARDS)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("boards", nargs="*", metavar="BOARD",
+                    help=f"boards to build (default: all of {', '.join(targets.BOARDS)})")
+    names = ap.parse_args(argv).boards or list(targets.BOARDS)
+    unknown = [n for n in names if n not in targets.BOARDS]
+    if unknown:   # before any build: a typo should not cost the boards named before it
+        ap.error(f"unknown board{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                 f"(known: {', '.join(sorted(targets.BOARDS))})")
     results = {}
     for name in names:
         board = targets.get_board(name)

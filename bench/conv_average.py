@@ -3,7 +3,7 @@
 Once a run has levelled off, its weights wander around the fixed point of training by the
 noise of the last updates (for the integer model also by the stochastic rounding of every
 update). The element-wise mean of the weights of its last epochs
-(:func:`~eqfpga.golden.conv_train.average`; integer weights: the exact mean rounded half up, so
+(:func:`~eqfpga.trainer.average`; integer weights: the exact mean rounded half up, so
 the same integer format) removes that noise at no training cost. It prints each source's
 recorded test accuracy and the average's, writes ``--json`` and, with ``--save``, the averaged
 checkpoint (it loads like any other: ``bench/conv_settling.py``, ``--branch-from``)::
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from eqfpga import data
-from eqfpga.golden import conv_train
+from eqfpga import checkpoint, trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,20 +33,20 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=RESULTS / "conv_average.json")
     a = ap.parse_args(argv)
     try:
-        ck = conv_train.average(a.checkpoints)
-        dataset, folder = conv_train.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
+        ck = trainer.average(a.checkpoints)
+        dataset, folder = trainer.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
         test = data.load("test", dataset, folder).take(a.test_samples)
-    except (conv_train.ConvCheckpointError, data.DataError) as e:
+    except (checkpoint.CheckpointError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
     sources = ck.meta["averaged"]
     for src in sources:
         acc = "" if src["test_accuracy"] is None else \
             f"{100 * src['test_accuracy']:.2f}% ({src['test_samples']} test images, recorded)"
         print(f"{src['from']} (epoch {src['epoch']}): {acc}")
-    accuracy = conv_train.evaluate(ck, test.images, test.labels)
+    accuracy = trainer.evaluate(ck, test.images, test.labels)
     print(f"mean of {len(sources)} ({ck.mode}, {dataset}): {100 * accuracy:.2f}% ({len(test)} test images)")
     if a.save:
-        conv_train.save(ck, a.save)
+        checkpoint.save(ck, a.save)
         print(f"wrote {a.save}")
     doc = {"mode": ck.mode, "config": ck.config.name, "dataset": dataset, "sources": sources,
            "test_samples": len(test), "test_accuracy": accuracy,

@@ -37,7 +37,7 @@ network EP trains, and the reverse.
 
 Prints per-epoch train/test accuracy and writes ``--json`` (default
 ``bench/results/conv_backprop_<config>_<optimizer>[_<tag>].json``) and, after every epoch, a
-float conv checkpoint beside it as ``.npz`` (:func:`eqfpga.golden.conv_train.save`: the weights,
+float conv checkpoint beside it as ``.npz`` (:func:`eqfpga.checkpoint.save`: the weights,
 history and Adam's moments, checksummed); ``--resume`` with the same options continues a
 stopped run from its last completed epoch, to the weights an uninterrupted run would have.
 """
@@ -53,11 +53,12 @@ from pathlib import Path
 
 import numpy as np
 
+from eqfpga import checkpoint, trainer
 from eqfpga import data
 from eqfpga.checkpoint import write_atomically
 from eqfpga.config import ConfigError
-from eqfpga.conv_config import ConvConfig, load_conv_config, with_overrides
-from eqfpga.golden import conv, conv_float as cf, conv_train
+from eqfpga.config import Config, load_config, with_overrides
+from eqfpga.golden import network, conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPTIMIZERS = ("adam", "ep-sgd")
@@ -92,7 +93,7 @@ class Adam:
             a -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(a.dtype)
 
 
-def accuracy(split: data.Split, p: cf.FParams, c: ConvConfig, network="ff") -> float:
+def accuracy(split: data.Split, p: cf.FParams, c: Config, network="ff") -> float:
     test = cf.accuracy if network == "recurrent" else cf.feedforward_accuracy
     return test(split.images, split.labels, p, c)
 
@@ -110,14 +111,14 @@ class Options:
     cross_check: bool = False
 
 
-def fresh(c: ConvConfig) -> conv_train.ConvCheckpoint:
+def fresh(c: Config) -> checkpoint.Checkpoint:
     """A new run: the integer model's initial weights in float32, no epochs done."""
-    return conv_train.ConvCheckpoint(c, "float", cf.FParams.from_int(conv.init_params(c), c, np.float32), [])
+    return checkpoint.Checkpoint(c, cf.FParams.from_int(network.init_params(c), c, np.float32), [], mode="float")
 
 
-def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: int, o: Options,
-          ck: conv_train.ConvCheckpoint | None = None, progress=True, log=print,
-          on_epoch=None) -> conv_train.ConvCheckpoint:
+def train(c: Config, train_set: data.Split, test_set: data.Split, epochs: int, o: Options,
+          ck: checkpoint.Checkpoint | None = None, progress=True, log=print,
+          on_epoch=None) -> checkpoint.Checkpoint:
     """Train to ``epochs`` completed epochs from the checkpoint ``ck`` (default: :func:`fresh`);
     ``on_epoch(ck)`` after each, with Adam's state in ``ck.extra``. A run continued from a saved
     checkpoint ends with the weights of an uninterrupted one."""
@@ -132,14 +133,14 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
     trainable = [(j % L) + 1 in layers for j in range(2 * L)]
     batch = o.batch or (c.batch_size if o.optimizer == "ep-sgd" else 32)
     for epoch in range(ck.epoch, epochs):
-        order = conv_train.epoch_order(c, epoch, len(train_set))
-        augmentation = conv_train.epoch_augmentation(c, epoch, len(train_set))
+        order = trainer.epoch_order(c, epoch, len(train_set))
+        augmentation = trainer.epoch_augmentation(c, epoch, len(train_set))
         sw, sb = cf.step_sizes(c.at_epoch(epoch))
         rates = sw + sb
         correct, t0 = 0, time.perf_counter()
         for i in tqdm(range(0, len(order), batch), desc=f"{o.optimizer} epoch {epoch + 1}/{epochs}",
                       disable=not progress, mininterval=1.0):
-            images, labels = conv_train.batch_images(train_set, order, augmentation, i, batch)
+            images, labels = trainer.batch_images(train_set, order, augmentation, i, batch)
             x = cf.float_input(images, c, np.float32)
             if o.network == "recurrent":
                 gw, gb, _, pred = cf.bptt_grad(x, labels, p, c, c.free_steps, o.mask_output)
@@ -170,7 +171,7 @@ def train(c: ConvConfig, train_set: data.Split, test_set: data.Split, epochs: in
     return ck
 
 
-def resume(out: Path, weights: Path, summary: dict, c: ConvConfig) -> tuple[conv_train.ConvCheckpoint, dict]:
+def resume(out: Path, weights: Path, summary: dict, c: Config) -> tuple[checkpoint.Checkpoint, dict]:
     """The checkpoint (``weights``) and summary (``out``) of a saved run, refused with ValueError
     unless it was made with the same configuration, data and options."""
     try:
@@ -183,8 +184,8 @@ def resume(out: Path, weights: Path, summary: dict, c: ConvConfig) -> tuple[conv
     if differ:
         raise ValueError(f"--resume: {out} was made with other {', '.join(differ)}")
     try:
-        ck = conv_train.load(weights, c, "float")
-    except conv_train.ConvCheckpointError as e:
+        ck = checkpoint.load(weights, c, "float")
+    except checkpoint.CheckpointError as e:
         raise ValueError(f"--resume: {e}") from None
     saved.setdefault("resumed", []).append(summary["command"])
     return ck, saved
@@ -227,13 +228,13 @@ def main(argv=None):
         if a.network == "recurrent" and a.loss != "mse":
             raise ConfigError("--network recurrent trains the mse loss only")
         # one override, so the geometry is checked with the padded size (deeper nets need it)
-        c = with_overrides(load_conv_config(a.config),
+        c = with_overrides(load_config(a.config),
                            a.set + [f"free_steps={a.steps}"] * (a.steps is not None)
                            + [f"input_pad={a.pad}"] * bool(a.pad))
         layers = None if a.train_layers is None else [int(s) for s in a.train_layers.split(",")]
         if layers and not all(1 <= l <= c.n_layers for l in layers):
             raise ConfigError(f"--train-layers: layers are 1..{c.n_layers}")
-        dataset, data_dir = conv_train.run_data(c, a.dataset, a.data)
+        dataset, data_dir = trainer.run_data(c, a.dataset, a.data)
         tr = data.load("train", dataset, data_dir).take(a.train_samples)
         te = data.load("test", dataset, data_dir).take(a.test_samples)
     except (ConfigError, ValueError, data.DataError) as e:
@@ -258,7 +259,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(ck):   # after every epoch: a stopped run keeps what it measured and can resume
-        conv_train.save(ck, weights)
+        checkpoint.save(ck, weights)
         summary["history"] = ck.history
         write_atomically(out, json.dumps(summary, indent=2).encode())
 

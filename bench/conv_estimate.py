@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.conv_config import load_conv_config
-from eqfpga.golden import conv, conv_float as cf
+from eqfpga.config import load_config
+from eqfpga.golden import network, conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,9 +59,9 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--json", type=Path, default=RESULTS / "conv_estimate.json")
     a = ap.parse_args(argv)
-    c0 = load_conv_config(a.config)
+    c0 = load_config(a.config)
     tr = data.load("train")
-    p = cf.FParams.from_int(conv.init_params(c0), c0, np.float32)
+    p = cf.FParams.from_int(network.init_params(c0), c0, np.float32)
     for i in range(0, a.warmup, c0.batch_size):
         cf.train_batch(tr.images[i:i + c0.batch_size], tr.labels[i:i + c0.batch_size], p, c0)
     p = cf.FParams([w.astype(np.float64) for w in p.w], [b.astype(np.float64) for b in p.b])

@@ -10,16 +10,19 @@ relative error ``|g_EP - g_BPTT| / |g_BPTT|`` per weight layer; writes
 
     python bench/conv_gradcheck.py [--samples 16] [--steps 1600]
 
-With ``--checkpoint`` it checks a *trained* network instead (a ``bench/conv_train.py``
-checkpoint, rate neurons, float64): BPTT through ``--steps`` free steps against EP with the
-configuration's free phase and each nudged-phase length of ``--nudges`` (rates averaged over
-the last ``average_steps`` as in training), for each beta of ``--betas``. It prints the cosine
-and the norm ratio ``|g_EP| / |g_BPTT|`` per layer (how much of the gradient a short nudged
-phase delivers to the layers far from the output) and writes
-``bench/results/conv_gradcheck_<run>.json``::
+With ``--checkpoint`` it checks a *trained* network instead (an ``eqfpga train`` checkpoint of
+any mode whose first layer is a convolution, run with rate neurons in float64): BPTT through
+``--steps`` free steps against EP with the configuration's free phase and each nudged-phase
+length of ``--nudges`` (rates averaged over the last ``average_steps`` as in training), for
+each beta of ``--betas``. It prints the cosine and the norm ratio ``|g_EP| / |g_BPTT|`` per
+layer (how much of the gradient a short nudged phase delivers to the layers far from the
+output) and writes ``bench/results/conv_gradcheck_<run>.json``::
 
-    python bench/conv_gradcheck.py --checkpoint bench/results/conv_fashion-float-fashion-d1/last.npz \
+    python bench/conv_gradcheck.py --checkpoint bench/results/conv_fashion-float-fashion-c32_64-d2-pad2/last.npz \\
         --data /work/shared/data/fashion-mnist --samples 64 --steps 200 --nudges 8,16,32 --betas 0.5 [--set leak_shift=1]
+
+(``docs/conv.md``'s figures came from the ``conv_fashion-float-fashion-d1`` run at epoch 7, whose
+checkpoint is no longer kept; the one above is a kept float Fashion-MNIST run state.)
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
+from eqfpga import checkpoint
 from eqfpga import data
-from eqfpga.conv_config import ConvConfig, with_overrides
-from eqfpga.golden import conv, conv_float as cf, conv_train
+from eqfpga.config import Config, with_overrides
+from eqfpga.golden import network, conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-TINY = ConvConfig(name="conv_tiny", image_size=14, conv_channels=(4, 6), kernel=3, fc_hidden=(16,),
-                  w_init=(700, 100, 150, 250), batch_size=8, leak_shift=4, membrane_frac_bits=4,
-                  description="gradient-check net")
+TINY = Config.convolutional("conv_tiny", image_size=14, conv_channels=(4, 6), kernel=3, fc_hidden=(16,),
+                            w_init=(700, 100, 150, 250), batch_size=8, leak_shift=4, membrane_frac_bits=4,
+                            description="gradient-check net")
 
 
 def compare(ref: list, est: list) -> tuple[list, list]:
@@ -70,7 +74,7 @@ def main(argv=None):
     rows = []
     for pooling in ("avg", "max"):
         c = replace(TINY, pooling=pooling)
-        fp = cf.FParams.from_int(conv.init_params(c), c)
+        fp = cf.FParams.from_int(network.init_params(c), c)
         x = cf.float_input(X, c)
         t0 = time.perf_counter()
         ref, _, loss, _ = cf.bptt_grad(x, y, fp, c, steps=a.steps)
@@ -117,7 +121,7 @@ def free_phase_settling(x, p, c, steps: int) -> dict:
 
 
 def trained(a, betas):
-    ck = conv_train.load(a.checkpoint)
+    ck = checkpoint.load(a.checkpoint)
     c = with_overrides(ck.config, a.set)
     if ck.mode == "int":
         p = cf.FParams.from_int(ck.params, c)

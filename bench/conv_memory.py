@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from eqfpga import data
-from eqfpga.conv_config import load_conv_config
-from eqfpga.golden import conv, conv_float as cf
+from eqfpga.config import load_config
+from eqfpga.golden import network, conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,15 +51,15 @@ def main(argv=None):
     ap.add_argument("--steps", default="40,100,200", help="free-phase lengths to measure")
     ap.add_argument("--json", type=Path, default=RESULTS / "conv_memory.json")
     a = ap.parse_args(argv)
-    c0 = load_conv_config(a.config)
+    c0 = load_config(a.config)
     tr = data.load("train")
     x = cf.float_input(tr.images[:a.batch], c0, np.float32)
     y = tr.labels[:a.batch].astype(np.int64)
-    neurons = sum(int(np.prod(ly.out_shape)) for ly in c0.layers)
+    neurons = sum(int(np.prod(ly.out_shape)) for ly in c0.geometry)
     rows = []
     for T in (int(s) for s in a.steps.split(",")):
         c = replace(c0, free_steps=T)
-        fp = cf.FParams.from_int(conv.init_params(c), c, np.float32)
+        fp = cf.FParams.from_int(network.init_params(c), c, np.float32)
         ep = peak(lambda: cf.ep_estimate(x, y, fp, c, spiking=False))
         bp = peak(lambda: cf.bptt_grad(x, y, fp, c, steps=T))
         rows.append({"free_steps": T, "nudge_steps": c.nudge_steps, "batch": a.batch,

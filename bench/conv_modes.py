@@ -2,7 +2,7 @@
 
 Where the integer model trails float, this separates the two possible causes: the integer
 *forward pass* (sigma-delta spikes, quantised rates and membranes; the float run's weights
-rounded to the integer format, :func:`~eqfpga.golden.conv_train.convert`) and integer
+rounded to the integer format, :func:`~eqfpga.trainer.convert`) and integer
 *training* (its weights evaluated by the float models). ``--config`` / ``--set`` give the
 configuration the weights are converted into (default: the checkpoint's own; the network must
 be the same), for instance a float run's weights in ``conv_fashion_fine``'s integer formats::
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from eqfpga import data
 from eqfpga.config import ConfigError
-from eqfpga.conv_config import load_conv_config, with_overrides
-from eqfpga.golden import conv_train
+from eqfpga.config import load_config, with_overrides
+from eqfpga import checkpoint, trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,25 +31,25 @@ def main(argv=None):
     ap.add_argument("--config", default=None, help="convert into this configuration (default: the checkpoint's)")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override fields of --config (JSON values)")
-    ap.add_argument("--modes", nargs="+", choices=conv_train.MODES, default=list(conv_train.MODES))
+    ap.add_argument("--modes", nargs="+", choices=checkpoint.MODES, default=list(checkpoint.MODES))
     ap.add_argument("--test-samples", type=int, default=None, help="default: the whole test set")
     ap.add_argument("--data", type=Path, default=None, help="data folder (default: by the run's dataset)")
     ap.add_argument("--json", type=Path, default=RESULTS / "conv_modes.json")
     a = ap.parse_args(argv)
     try:
-        ck = conv_train.load(a.checkpoint)
-        c = with_overrides(load_conv_config(a.config) if a.config else ck.config, a.set)
-        converted = {m: conv_train.convert(ck, c, m, a.checkpoint) for m in a.modes}
-        dataset, folder = conv_train.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
+        ck = checkpoint.load(a.checkpoint)
+        c = with_overrides(load_config(a.config) if a.config else ck.config, a.set)
+        converted = {m: trainer.convert(ck, c, m, a.checkpoint) for m in a.modes}
+        dataset, folder = trainer.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
         test = data.load("test", dataset, folder).take(a.test_samples)
-    except (conv_train.ConvCheckpointError, ConfigError, data.DataError) as e:
+    except (checkpoint.CheckpointError, ConfigError, data.DataError) as e:
         raise SystemExit(f"error: {e}") from None
     h = ck.history[-1] if ck.history and not ck.position and ck.history[-1]["epoch"] == ck.epoch else {}
     print(f"{a.checkpoint}: {ck.mode} weights of {ck.config.name}, epoch {ck.epoch}"
           + (f", recorded {100 * h['test_accuracy']:.2f}% ({h['test_samples']} test images)" if h else ""))
     rows = []
     for m, cm in converted.items():
-        accuracy = conv_train.evaluate(cm, test.images, test.labels)
+        accuracy = trainer.evaluate(cm, test.images, test.labels)
         saturated = cm.meta["converted"][-1]["saturated"]
         rows.append({"mode": m, "config": c.name, "test_accuracy": accuracy, "saturated": saturated})
         print(f"  as {m:13s} ({c.name}): {100 * accuracy:.2f}%"

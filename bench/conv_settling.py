@@ -2,14 +2,18 @@
 
 EP's update assumes the free phase has reached the network's fixed point. A network whose
 accuracy falls as the free phase grows classifies better in its transient than at its fixed
-point: its training no longer fits what EP estimates. For each checkpoint (``bench/conv_train.py``
-runs, any mode; inference in that mode) and each number of free steps it prints the test
+point: its training no longer fits what EP estimates. For each checkpoint (``eqfpga train``
+runs of a network whose first layer is a convolution, any mode; inference in that mode) and
+each number of free steps it prints the test
 accuracy, the test accuracy of the same weights without feedback (one feed-forward pass,
 :func:`~eqfpga.golden.conv_float.feedforward`: how much of what the network computes is the
 recurrence) and the RMS of each weight layer, and writes ``--json``::
 
-    python bench/conv_settling.py bench/results/conv_fashion-float-fashion-d1/epoch002.npz \\
-        bench/results/conv_fashion-float-fashion-x2/epoch002.npz --steps 32,64,128,256 --test-samples 2000
+    python bench/conv_settling.py eqfpga/checkpoints/conv_mnist.npz \\
+        bench/results/conv_fashion-float-fashion-c32_64-d2-pad2/last.npz --steps 32,64,128,256 --test-samples 2000
+
+(``docs/conv.md``'s figures came from run checkpoints that are no longer kept: the ``-d1`` and
+``-x2`` float Fashion-MNIST runs at epoch 2, and the MNIST runs named there.)
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eqfpga import checkpoint, trainer
 from eqfpga import data
-from eqfpga.golden import conv_float as cf, conv_train
+from eqfpga.golden import conv_float as cf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,15 +44,15 @@ def main(argv=None):
     rows = []
     for path in a.checkpoints:
         try:
-            ck = conv_train.load(path)
-            dataset, folder = conv_train.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
+            ck = checkpoint.load(path)
+            dataset, folder = trainer.run_data(ck.config, ck.meta.get("dataset", "mnist"), a.data)
             test = data.load("test", dataset, folder).take(a.test_samples)
-        except (conv_train.ConvCheckpointError, data.DataError) as e:
+        except (checkpoint.CheckpointError, data.DataError) as e:
             raise SystemExit(f"error: {e}") from None
         acc = {}
         for n in steps:
             ck.config = replace(ck.config, free_steps=n)
-            acc[n] = conv_train.evaluate(ck, test.images, test.labels)
+            acc[n] = trainer.evaluate(ck, test.images, test.labels)
         fp = ck.params if ck.mode != "int" else cf.FParams.from_int(ck.params, ck.config, np.float32)
         ff = cf.feedforward_accuracy(test.images, test.labels, fp, ck.config)
         rms = [float(np.sqrt(np.mean(np.asarray(w, np.float64) ** 2))) for w in ck.params.w]

@@ -1,23 +1,28 @@
 """Accuracy of the golden model trained per sample: integer spiking model and float reference.
 
-    python bench/golden_accuracy.py --config up5k --epochs 12 [--float] [--resume]
+    python bench/golden_accuracy.py --config up5k --epochs 12 [--float] [--resume | --force]
 
-Trains the integer model with ``eqfpga train``'s trainer into ``bench/results/CONFIG/`` (resumable),
-optionally trains the float reference of the same network with the same sample order and
-learning-rate schedule, then prints a table and writes ``bench/results/golden_accuracy_CONFIG.json``.
+Trains the integer model with :func:`eqfpga.trainer.fit` (what ``eqfpga train`` runs) into
+``bench/results/CONFIG-DATASET/`` (resumable: ``--resume`` continues the run there, ``--force``
+starts it over), optionally trains the float reference of the same one-hidden-layer network
+(:mod:`eqfpga.golden.float_ref`) with the same sample order and learning-rate schedule, then
+prints a table and writes ``bench/results/golden_accuracy_CONFIG-DATASET.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from eqfpga import data, trainer
-from eqfpga.config import load_config
+from eqfpga.checkpoint import CheckpointError
+from eqfpga.config import ConfigError, load_config
+from eqfpga.data import DataError
 from eqfpga.golden import float_ref, network
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,37 +55,48 @@ def train_float(c, epochs: int, out: Path, dataset: str, data_dir) -> list[dict]
     return history
 
 
-def main():
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="up5k")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--float", action="store_true", help="also train the float reference")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--resume", action="store_true", help="continue the run in the results folder, if any")
+    ap.add_argument("--force", action="store_true", help="start the run over (its files are deleted)")
+    ap.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=None,
+                    help="default: fashion-mnist for a configuration named for it, else mnist")
     ap.add_argument("--data", type=Path, default=None)
-    a = ap.parse_args()
-    c = load_config(a.config)
-    out = RESULTS / f"{c.name}-{a.dataset}"
-    ck = trainer.fit(c, out, a.epochs, resume=a.resume and (out / "last.npz").exists(),
-                     dataset=a.dataset, data_dir=a.data)
-    result = {"config": c.name, "model_hash": c.model_hash, "dataset": a.dataset,
-              "command": f"python bench/golden_accuracy.py --config {a.config} --epochs {a.epochs}"
-                         + (" --float" if a.float else ""),
+    a = ap.parse_args(argv)
+    if a.resume and a.force:
+        ap.error("--resume continues the run, --force starts it over: give one")
+    try:
+        c = load_config(a.config)
+        dataset, data_dir = trainer.run_data(c, a.dataset, a.data)
+        out = RESULTS / f"{c.name}-{dataset}"
+        ck = trainer.fit(c, out, a.epochs, resume=a.resume and (out / "last.npz").exists(), force=a.force,
+                         dataset=dataset, data_dir=data_dir)
+    except (ConfigError, CheckpointError, DataError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if ck.epoch < a.epochs:
+        sys.exit(f"stopped after {ck.epoch} of {a.epochs} epochs: continue with --resume")
+    result = {"config": c.name, "model_hash": c.model_hash, "dataset": dataset,
+              "command": "python bench/golden_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "integer": ck.history}
     if a.float:
-        result["float"] = train_float(c, a.epochs, out, a.dataset, a.data)
-    print(f"\n| epoch | integer test | float test | s/epoch (integer) |\n|---|---|---|---|")
+        result["float"] = train_float(c, a.epochs, out, dataset, data_dir)
+    print("\n| epoch | integer test | float test | s/epoch (integer) |\n|---|---|---|---|")
     for i, h in enumerate(ck.history):
         f = result.get("float", [])
         ft = f"{100 * f[i]['test_accuracy']:.2f}%" if i < len(f) else "-"
-        print(f"| {h['epoch']} | {100 * h['test_accuracy']:.2f}% | {ft} | {h['seconds']:.0f} |")
+        seconds = h.get("train_seconds", h.get("seconds"))   # the name earlier runs recorded it under
+        print(f"| {h['epoch']} | {100 * h['test_accuracy']:.2f}% | {ft} | {seconds:.0f} |")
     best = max(ck.history, key=lambda h: h["test_accuracy"])
     result["final_test_accuracy"] = ck.history[-1]["test_accuracy"]
     print(f"final integer test accuracy {100 * result['final_test_accuracy']:.2f}% "
           f"(best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']})")
-    path = RESULTS / f"golden_accuracy_{c.name}-{a.dataset}.json"
+    path = RESULTS / f"golden_accuracy_{c.name}-{dataset}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
+    return result
 
 
 if __name__ == "__main__":

@@ -194,8 +194,8 @@ class Host:
 
         w1 = np.array([lanes(w) for w in words[0]], np.int64).reshape(c.inputs, G * P)
         w2 = np.array([lanes(w) for w in words[1]], np.int64).reshape(c.outputs, G * P).T.copy()
-        return Params(w1, w2, np.array([signed(w) for w in words[2]], np.int64),
-                      np.array([signed(w) for w in words[3]], np.int64))
+        return Params([w1, w2], [np.array([signed(w) for w in words[2]], np.int64),
+                                 np.array([signed(w) for w in words[3]], np.int64)])
 
     def _sample(self, cmd: int, payload: bytes, outputs: int) -> tuple[int, np.ndarray]:
         p = self.request(cmd, payload)

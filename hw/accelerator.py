@@ -81,7 +81,7 @@ def unpack_params(words: dict[str, list], c: Config, lanes: int):
     G = c.hidden // lanes
     w1 = np.array(words["w1"], np.int64).reshape(c.inputs, G * lanes)
     w2 = np.array(words["w2"], np.int64).reshape(c.outputs, G * lanes).T.copy()
-    return Params(w1, w2, np.array(words["b1"], np.int64), np.array(words["b2"], np.int64))
+    return Params([w1, w2], [np.array(words["b1"], np.int64), np.array(words["b2"], np.int64)])
 
 
 def _delay(m, value, n: int, name: str, *, shape=None, reset_less: bool = True) -> list:
@@ -144,7 +144,9 @@ class Accelerator(wiring.Component):
     train, label : ``In(1)``, ``In(range(outputs))``
         Sampled with ``start``.
     shifts : ``In(StructLayout w1, w2, b1, b2)``
-        Learning shifts in force (reset values: the configuration's), sampled with ``start``.
+        Learning shifts in force (reset values: the configuration's): used by the update at
+        the end of a training sample, so they must hold still from ``start`` until ``done``
+        (not registered here: on the UP5K every flip-flop counts).
     busy : ``Out(1)``
         A sample is being processed; the host port and ``pixels`` are ignored meanwhile.
     done : ``Out(1)``
@@ -317,7 +319,7 @@ class Accelerator(wiring.Component):
         busy = Signal()
         training = Signal()
         label = Signal.like(self.label)
-        shifts = Signal.like(self.shifts)
+        shifts = self.shifts
         phase = Signal(Phase)
         step = Signal(range(max(c.free_steps, c.nudge_steps) + 1))
         cycles = Signal(32)
@@ -466,15 +468,17 @@ class Accelerator(wiring.Component):
         b_k = Signal(range(Y + 1))
         b_out = Signal()
         b_issue = Signal()
-        b_v1, b_j1, b_fb1, b_out1 = Signal(), Signal.like(b_j), Signal(drive_s), Signal()
-        b_l1, b_g1, b_k1 = Signal.like(b_l), Signal.like(b_g), Signal(range(Y))
+        b_v1, b_fb1, b_out1 = Signal(), Signal(drive_s), Signal()
+        b_l1, b_k1 = Signal.like(b_l), Signal(range(Y))
+        # A neuron's group (hidden) or its k (output), never both: they share the result's tag.
+        b_n1 = Signal(range(max(G, Y)))
         m.d.comb += [b_out.eq(b_j >= H),
                      b_issue.eq(step_run & Mux(b_out, (b_k < Y) & (a_groups == G),
                                                a_groups > b_g))]
         with m.If(busy):
             m.d.comb += [s_rd.addr.eq(b_j), b_rd.addr.eq(b_j)]
-        m.d.sync += [b_v1.eq(b_issue), b_j1.eq(b_j), b_fb1.eq(fbq[fbq_bank(b_g)][b_l]),
-                     b_l1.eq(b_l), b_g1.eq(b_g), b_k1.eq(b_k), b_out1.eq(b_out)]
+        m.d.sync += [b_v1.eq(b_issue), b_fb1.eq(fbq[fbq_bank(b_g)][b_l]),
+                     b_l1.eq(b_l), b_n1.eq(Mux(b_out, b_k, b_g)), b_k1.eq(b_k), b_out1.eq(b_out)]
         with m.If(b_issue):
             m.d.sync += b_j.eq(b_j + 1)
             with m.If(b_out):
@@ -515,22 +519,24 @@ class Accelerator(wiring.Component):
                      lane_in.nudge.eq(b_out2 & (phase != Phase.FREE)),
                      lane_in.target.eq(b_k2 == label)]
         m.d.comb += [nu.negate.eq(phase == Phase.MINUS), fwd_rd.addr.eq(Mux(b_out, b_k, a_k1 if deep else a_k))]
-        # Who each result belongs to, delayed by the lane's latency.
-        # A hidden neuron's lane and group travel with it: no divider by P on the way back.
-        tag = data.StructLayout({"out": 1, "idx": range(H + Y), "lane": range(P),
-                                 "group": range(G + 1), "k": range(Y)})
+        # Who each result belongs to, delayed by the lane's latency: a hidden neuron's lane
+        # and group (no divider by P on the way back), an output's k, in the same bits; the
+        # neuron's index is rebuilt from them (the tags are a few hundred flip-flops on the
+        # UP5K otherwise).
+        tag = data.StructLayout({"out": 1, "lane": range(P), "n": b_n1.shape()})
         lat = NeuronUnit.latency + 1 + D     # and the registers in front of the lane
         tags = [Signal(tag, name=f"tag{d}") for d in range(lat + 1)]
-        m.d.comb += [tags[0].out.eq(b_out1), tags[0].idx.eq(b_j1), tags[0].k.eq(b_k1),
-                     tags[0].lane.eq(b_l1), tags[0].group.eq(b_g1)]
+        m.d.comb += [tags[0].out.eq(b_out1), tags[0].lane.eq(b_l1), tags[0].n.eq(b_n1)]
         m.d.sync += [tags[d + 1].eq(tags[d]) for d in range(lat)]
         res = nu.o.payload[0]
         res_tag = tags[lat]
-        r_lane, r_group = res_tag.lane, res_tag.group
+        r_lane, r_group, k_out = res_tag.lane, res_tag.n, res_tag.n[:len(b_k1)]
+        hidden_j = Cat(r_lane, r_group) if P & (P - 1) == 0 else r_group * P + r_lane
+        res_j = Mux(res_tag.out, H + k_out, hidden_j)    # the neuron's index
         y_done = Signal(range(Y + 1))
         best, best_v = Signal(range(Y)), Signal(mem_s)   # argmax of this step's output membranes
         with m.If(nu.o.valid):
-            m.d.comb += [s_wr.addr.eq(res_tag.idx), s_wr.en.eq(1),
+            m.d.comb += [s_wr.addr.eq(res_j), s_wr.en.eq(1),
                          s_wr.data.v.eq(res.v), s_wr.data.phi.eq(res.phi)]
             m.d.sync += spikes.eq(spikes + res.spike)
         with m.If(nu.o.valid & ~res_tag.out):
@@ -539,7 +545,6 @@ class Accelerator(wiring.Component):
                              spk_wr.data.eq(Cat(s_h_lanes[:P - 1], res.spike))]
             with m.Else():
                 m.d.sync += s_h_lanes.bit_select(r_lane, 1).eq(res.spike)
-        k_out = res_tag.k
         rate_addr = Mux(res_tag.out, G + k_out, r_group)
         rate_en = Mux(res_tag.out, 1, 1 << r_lane)
         with m.If(nu.o.valid & (record == 1)):
@@ -563,6 +568,11 @@ class Accelerator(wiring.Component):
 
         step_end = Signal()
         m.d.comb += step_end.eq(step_run & (y_done == Y))
+        # Compared a cycle ahead (step and phase change only as a step begins, many cycles
+        # before it ends): the comparisons' carry chains were the UP5K's longest path.
+        step_more, step_penult = Signal(), Signal()    # a step follows this one; just one
+        steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
+        m.d.sync += [step_more.eq(step + 1 < steps_now), step_penult.eq(step + 2 == steps_now)]
 
         def begin_step():
             return [step_run.eq(1), a_g.eq(0), a_k.eq(0), a_addr.eq(0), a_groups.eq(0),
@@ -611,7 +621,9 @@ class Accelerator(wiring.Component):
         d_x = [None] + [Signal(c.input_bits, name=f"d_x{n}", reset_less=True) for n in range(1, DW)]
         d_addr = Signal(range(N * G))    # the W1 word of the entry that arrived last cycle
         acc_s = w["input_acc"].shape
-        acc = [Signal(acc_s, name=f"acc{l}") for l in range(P)]
+        # No reset (cleared at start and after each group): on the iCE40 the clear then takes
+        # the flip-flops' synchronous reset rather than a LUT input beside the adder's.
+        acc = [Signal(acc_s, name=f"acc{l}", reset_less=True) for l in range(P)]
         dl = Signal(range(P + 1))
         d_wv, d_wl = Signal(), Signal(range(P))
         d_j, d_wj = Signal(range(H + 1)), Signal(range(H))   # the neuron filled (counted: no dg * P)
@@ -637,17 +649,15 @@ class Accelerator(wiring.Component):
         u_col, u_latch = Signal(), Signal()          # W2: fetch, then latch, a column's rates
         u_latch2 = Signal()
         y_rn, y_rf = Signal(rate_s), Signal(rate_s)  # the rates of output k in that column
-        # The address of each update read, delayed until its result is written (to_write).
-        # u_addr[0] is a register stepped by one per read (W1: row base + group; W2:
+        # The address of each update read (u_addr) and of each write of a result (u_waddr):
+        # registers stepped by one per read and per write (W1: row base + group; W2:
         # k * G + group; biases: b1 then b2), so no adder or multiplier sits in front of a
-        # memory address.
-        # Cycles from a read to the write of its result: W1, W2 (a word's second cycle), biases.
-        to_write = {"w1": 1 + R + ML + EPUpdateUnit.latency + W1W,
-                    "w2": 2 + R + ML + EPUpdateUnit.latency,
-                    "b": 1 + R + ML + EPUpdateUnit.latency}
-        u_addr = [Signal(range(max(N * G, Y * G, H + Y) + 1), name=f"u_addr{d}")
-                  for d in range(max(to_write.values()) + 1)]
-        m.d.sync += [u_addr[d + 1].eq(u_addr[d]) for d in range(len(u_addr) - 1)]
+        # memory address. Results are written in the order of their reads, and every run of
+        # reads from one start address (a W1 row, W2, the biases) drains before the next
+        # begins, so the write address is a second counter from the same start rather than
+        # the read address delayed (a hundred flip-flops on the UP5K).
+        u_addr = Signal(range(max(N * G, Y * G, H + Y) + 1))
+        u_waddr = Signal.like(u_addr)
         # The old values beside the products: W1's word arrives RL cycles after its read, a
         # bias 1 cycle after, a W2 word 1 and 2 cycles after; the products come at 1 + R + ML.
         w1_old_word = data.View(word, _delay(m, w1.rdata, 1 + R + ML - RL, "w1_old")[-1])
@@ -665,8 +675,7 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start & (n_pix == NP)):
                     m.d.sync += [busy.eq(1), first_step.eq(1), training.eq(self.train),
-                                 label.eq(self.label),
-                                 shifts.eq(self.shifts), cycles.eq(0), spikes.eq(0),
+                                 label.eq(self.label), cycles.eq(0), spikes.eq(0),
                                  dg.eq(0), dn.eq(0), dl.eq(0), d_j.eq(0), s_y_prev.eq(0)]
                     m.d.sync += [acc[l].eq(0) for l in range(P)]
                     m.next = "DRIVE"
@@ -712,10 +721,9 @@ class Accelerator(wiring.Component):
                     m.d.sync += [bank.eq(~bank), first_step.eq(0)]
                     if self._trace:
                         m.d.comb += self.trace.valid.eq(1)
-                    steps_now = Mux(phase == Phase.FREE, c.free_steps, c.nudge_steps)
-                    with m.If(step + 1 < steps_now):
+                    with m.If(step_more):
                         m.d.sync += [step.eq(step + 1)] + begin_step()
-                        with m.If(step + 2 == steps_now):
+                        with m.If(step_penult):
                             for ph in (Phase.FREE, Phase.PLUS, Phase.MINUS):
                                 with m.If(phase == ph):
                                     m.d.sync += record.eq(Mux(training, record_for(ph), 0))
@@ -738,11 +746,12 @@ class Accelerator(wiring.Component):
                 m.d.comb += img_rd.addr.eq(un)
                 m.d.sync += u_fetch.eq(1)
                 with m.If(un == nnz):
-                    m.d.sync += [u_k.eq(0), ug.eq(0), u_addr[0].eq(0), u_fetch.eq(0),
+                    m.d.sync += [u_k.eq(0), ug.eq(0), u_addr.eq(0), u_waddr.eq(0), u_fetch.eq(0),
                                  u_slot.eq(0), u_col.eq(1), lfsr_sel.eq(1)]
                     m.next = "UPD_W2"
                 with m.Elif(u_fetch):   # image entry of row un has arrived
-                    m.d.sync += [u_addr[0].eq(img_rd.data.base), row_x.eq(img_rd.data.x),
+                    m.d.sync += [u_addr.eq(img_rd.data.base), u_waddr.eq(img_rd.data.base),
+                                 row_x.eq(img_rd.data.x),
                                  ug.eq(0), u_slot.eq(0), u_fetch.eq(0)]
                     m.next = "UPD_W1"
 
@@ -752,8 +761,8 @@ class Accelerator(wiring.Component):
                 m.d.comb += read.eq(~u_slot & (ug < G))
                 m.d.comb += [ra_rd.addr.eq(ug), rb_rd.addr.eq(ug)]
                 with m.If(read):
-                    m.d.comb += w1.addr.eq(u_addr[0])
-                    m.d.sync += [ug.eq(ug + 1), u_addr[0].eq(u_addr[0] + 1)]
+                    m.d.comb += w1.addr.eq(u_addr)
+                    m.d.sync += [ug.eq(ug + 1), u_addr.eq(u_addr + 1)]
                 m.d.sync += u_v1.eq(read)
                 # q = x * (Rn - Rf) = 0 - x * (Rf - Rn), lane by lane
                 m.d.comb += [up.i.valid.eq(u_v[1 + R + ML]), gen.advance.eq(u_v[1 + R + ML]),
@@ -763,8 +772,8 @@ class Accelerator(wiring.Component):
                     m.d.comb += [mul_b[l].eq(rf[l] - rn[l]),
                                  up.i.payload[l].w.eq(w1_old_word[l])]
                 with m.If(w1_wv[W1W]):
-                    m.d.comb += [w1.addr.eq(u_addr[to_write["w1"]]), w1.we.eq(1),
-                                 w1.wdata.eq(w1_wd[W1W])]
+                    m.d.comb += [w1.addr.eq(u_waddr), w1.we.eq(1), w1.wdata.eq(w1_wd[W1W])]
+                    m.d.sync += u_waddr.eq(u_waddr + 1)
                 with m.If((ug == G) & ~read & u_drained):
                     m.d.sync += [un.eq(un + 1), u_fetch.eq(0)]
                     m.next = "ROW"
@@ -775,7 +784,7 @@ class Accelerator(wiring.Component):
                 # A word takes two cycles, its address held for both: the bank makes
                 # Rn_h * Rn_y in the first, Rf_h * Rf_y in the second; q is their difference.
                 more = Signal()
-                m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_addr[0]),
+                m.d.comb += [more.eq(u_k < Y), w2_rd.addr.eq(u_addr),
                              ra_rd.addr.eq(Mux(u_col, G + u_k, ug)),
                              rb_rd.addr.eq(Mux(u_col, G + u_k, ug))]
                 m.d.sync += [u_v1.eq(more & ~u_slot & ~u_col),
@@ -787,7 +796,7 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += u_slot.eq(~u_slot)
                 with m.If(more & u_slot):
-                    m.d.sync += u_addr[0].eq(u_addr[0] + 1)     # k * G + g, counted
+                    m.d.sync += u_addr.eq(u_addr + 1)     # k * G + g, counted
                     with m.If(ug == G - 1):
                         m.d.sync += [ug.eq(0), u_k.eq(u_k + 1), u_col.eq(1)]
                     with m.Else():
@@ -800,16 +809,18 @@ class Accelerator(wiring.Component):
                 for l in range(P):
                     m.d.comb += up.i.payload[l].w.eq(w2_old_word[l])
                 with m.If(up.o.valid):
-                    m.d.comb += [w2_wr.addr.eq(u_addr[to_write["w2"]]), w2_wr.en.eq(1),
+                    m.d.comb += [w2_wr.addr.eq(u_waddr), w2_wr.en.eq(1),
                                  w2_wr.data.eq(new_weights)]
+                    m.d.sync += u_waddr.eq(u_waddr + 1)
                 with m.If(~more & u_drained):
-                    m.d.sync += [u_addr[0].eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0), one_draw.eq(1)]
+                    m.d.sync += [u_addr.eq(0), u_waddr.eq(0), u_k.eq(0), u_bl.eq(0), u_bg.eq(0),
+                                 one_draw.eq(1)]
                     m.next = "UPD_B"
 
             with m.State("UPD_B"):
                 # b1 then b2, in the bias memory's order, through lane 0; the address u_j =
                 # u_bg * P + u_bl for b1 (counted rather than divided), u_j = H + u_k for b2.
-                u_j = u_addr[0]
+                u_j = u_addr
                 read = Signal()
                 # Output k's rates are in lane 0 of word G + k (u_bl stays 0 for b2).
                 rate_word = Mux(u_out, G + u_k, u_bg)
@@ -833,8 +844,9 @@ class Accelerator(wiring.Component):
                              lane0.w.eq(b_old),
                              mul_a.eq(1), mul_b[0].eq(rf_arr[u_lane] - rn_arr[u_lane])]
                 with m.If(up.o.valid):
-                    m.d.comb += [b_wr.addr.eq(u_addr[to_write["b"]]), b_wr.en.eq(1),
+                    m.d.comb += [b_wr.addr.eq(u_waddr), b_wr.en.eq(1),
                                  b_wr.data.b.eq(up.o.payload[0])]
+                    m.d.sync += u_waddr.eq(u_waddr + 1)
                 with m.If(~read & u_drained):
                     m.next = "FINISH"
 

@@ -132,15 +132,27 @@ class HostLink(wiring.Component):
                                                 ("frames", "crc_errors", "dropped", "samples"))
         shifts = [Signal(range(LFSR_BITS + 1), name=f"shift_{n}", init=getattr(c, f"{n}_shift"))
                   for n in ("w1", "w2", "b1", "b2")]
+        # The accelerator uses them as they are: they change only in SHIFTS_SET, never while
+        # it is busy.
         m.d.comb += [acc.shifts.w1.eq(shifts[0]), acc.shifts.w2.eq(shifts[1]),
                      acc.shifts.b1.eq(shifts[2]), acc.shifts.b2.eq(shifts[3])]
 
         # -- receive -----------------------------------------------------------------------
         cmd = Signal(8)
         seq = Signal(8)
-        length = Signal(16)
+        # A length over MAX_PAYLOAD drops the frame at LEN1 (from the byte itself), so the
+        # register need not hold more.
+        length = Signal(range(MAX_PAYLOAD + 1))
         idx = Signal(range(MAX_PAYLOAD + 1))
-        rx_crc = Signal(32)
+        # One CRC register and network for both directions: the receiver and the transmitter
+        # never take or send a byte the CRC covers in the same cycle (the receiver waits in
+        # SEND while a reply goes out). rx_state_q, which picks the byte, is high whenever a
+        # byte is taken and low while a reply is sent (the receiver left its receiving states
+        # at least two cycles before the reply's first byte).
+        # No reset: it is set before every frame and every reply, so its set can use the
+        # flip-flops' synchronous set rather than an input of each bit's LUT.
+        crc = Signal(32, reset_less=True)
+        crc_init, crc_step = Signal(), Signal()
         quiet = Signal(range(self._timeout + 1))
         byte = self.rx.payload
         got = Signal()
@@ -153,7 +165,11 @@ class HostLink(wiring.Component):
         rx_hold = Signal()              # the cycle after a byte: not receiving
         m.d.sync += rx_hold.eq(got)
         m.d.comb += [self.receiving.eq(rx_state_q & ~rx_hold), got.eq(self.rx.valid & self.receiving)]
-        # Compared a cycle ahead (idx, length and rx_crc change only when a byte is taken).
+        with m.If(crc_init):
+            m.d.sync += crc.eq(0xFFFFFFFF)
+        with m.Elif(crc_step):
+            m.d.sync += crc.eq(crc32_byte(crc, Mux(rx_state_q, self.rx.payload, self.tx.payload)))
+        # Compared a cycle ahead (idx, length and crc change only when a byte is taken).
         payload_last = Signal()         # the next payload byte is the last
         m.d.sync += payload_last.eq(idx + 1 == length)
         crc_ok = Signal()               # the CRC's bytes so far matched
@@ -168,10 +184,10 @@ class HostLink(wiring.Component):
         last_seq = Signal(8)
         last_crc = Signal(32)
         last_valid = Signal()           # a frame is remembered
-        # Registered: seq and rx_crc hold still from the frame's last payload byte on, at
-        # least two cycles before the CRC's last byte, where these decide.
+        # Registered: seq and crc hold still from the frame's last payload byte on, at
+        # least two cycles before CRC_CHECK, where these decide.
         repeat = Signal()               # the frame being received has the remembered seq and CRC
-        m.d.sync += repeat.eq(last_valid & (seq == last_seq) & (rx_crc == last_crc))
+        m.d.sync += repeat.eq(last_valid & (seq == last_seq) & (crc == last_crc))
         reports = Signal()              # cmd only reports (INFO, READ, COUNTERS): not remembered
         m.d.sync += reports.eq((cmd == Cmd.INFO) | (cmd == Cmd.READ) | (cmd == Cmd.COUNTERS))
 
@@ -182,11 +198,14 @@ class HostLink(wiring.Component):
         reply_src = Signal(Reply)
         dropped_then = Signal(32)       # the dropped-byte count when COUNTERS executed
         reply_cmd = Signal(8)
-        reply_len = Signal(16)
-        reply_last = Signal(16)         # index of the payload's last byte
+        # Replies are short (READ's words the longest), and so are these: LUTs on the UP5K.
+        reply_n = range(max(MAX_READ * wb, len(g.info()), 16, 1 + c.outputs) + 1)
+        reply_len = Signal(reply_n)
+        reply_len16 = Signal(16)        # as the header sends it
+        m.d.comb += reply_len16.eq(reply_len)
+        reply_last = Signal(reply_n)    # index of the payload's last byte
         reply_empty = Signal()          # reply_len == 0
-        tx_crc = Signal(32)
-        out_i = Signal(16)
+        out_i = Signal(reply_n)
         word = Signal(wb * 8)
         word_i = Signal(range(wb + 1))
 
@@ -201,8 +220,9 @@ class HostLink(wiring.Component):
         m.d.sync += [port_we.eq(0), port_re.eq(0)]
         with m.If(port_we | port_re):
             m.d.sync += addr.eq(addr + 1)
-        count = Signal(16)
-        rem = Signal(16)
+        # WRITE's word count (at most what a frame holds) or READ's (a byte)
+        count = Signal(range(max((MAX_PAYLOAD - 11) // wb, 255) + 1))
+        rem = Signal(range(MAX_PAYLOAD - 11 + 1))     # WRITE's word bytes not yet counted
         rem_step, rem_ge, rem_zero = Signal(), Signal(), Signal()
         err = Signal(range(max(Error) + 1))
         with m.Switch(reply_src):
@@ -211,8 +231,8 @@ class HostLink(wiring.Component):
                 with m.Case(kind):
                     m.d.sync += [reply_len.eq(n), reply_last.eq(n - 1), reply_empty.eq(n == 0)]
             with m.Case(Reply.WORDS):
-                m.d.sync += [reply_len.eq(count * wb), reply_last.eq(count * wb - 1),
-                             reply_empty.eq(0)]
+                n = count[:(MAX_READ).bit_length()]     # count is 1 .. MAX_READ here
+                m.d.sync += [reply_len.eq(n * wb), reply_last.eq(n * wb - 1), reply_empty.eq(0)]
         label = Signal(range(c.outputs))
         model_hash = Array(Const(b, 8) for b in g.model_hash)
         pixel = Signal(range(c.pixels + 1))
@@ -269,10 +289,9 @@ class HostLink(wiring.Component):
             m.d.sync += err.eq(e)
             reply(Reply.ERROR)
 
-        # One CRC network for every byte sent that the CRC covers.
-        tx_crc_on = Signal()
-        with m.If(self.tx.valid & self.tx.ready & tx_crc_on):
-            m.d.sync += tx_crc.eq(crc32_byte(tx_crc, self.tx.payload))
+        tx_crc_on = Signal()            # the byte offered is one the CRC covers
+        # (the receiving states below set crc_step for each byte they take)
+        m.d.comb += crc_step.eq(self.tx.valid & self.tx.ready & tx_crc_on)
 
         tx_gap = Signal()               # the cycle after a byte sent: valid stays low
         m.d.sync += tx_gap.eq(self.tx.valid & self.tx.ready)
@@ -313,7 +332,8 @@ class HostLink(wiring.Component):
                 m.d.comb += rx_state.eq(1)
                 with m.If(got):
                     with m.If(byte == SYNC):
-                        m.d.sync += [rx_crc.eq(0xFFFFFFFF), quiet.eq(0)]
+                        m.d.comb += crc_init.eq(1)
+                        m.d.sync += quiet.eq(0)
                         m.next = "CMD"
                     with m.Else():
                         m.d.sync += dropped.eq(dropped + 1)
@@ -330,49 +350,40 @@ class HostLink(wiring.Component):
                         m.d.sync += quiet.eq(quiet + 1)
 
             def on_cmd():
-                m.d.sync += [cmd.eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
+                m.d.comb += crc_step.eq(1)
+                m.d.sync += cmd.eq(byte)
                 m.next = "SEQ"
 
             def on_seq():
-                m.d.sync += [seq.eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
+                m.d.comb += crc_step.eq(1)
+                m.d.sync += seq.eq(byte)
                 m.next = "LEN0"
 
             def on_len0():
-                m.d.sync += [length[:8].eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte))]
+                m.d.comb += crc_step.eq(1)
+                m.d.sync += length[:8].eq(byte)
                 m.next = "LEN1"
 
             def on_len1():
                 n = Cat(length[:8], byte)
-                m.d.sync += [length[8:].eq(byte), rx_crc.eq(crc32_byte(rx_crc, byte)), idx.eq(0),
+                m.d.comb += crc_step.eq(1)
+                m.d.sync += [length[8:].eq(byte), idx.eq(0),
                              len_over.eq(n > MAX_PAYLOAD), len_zero.eq(n == 0)]
                 m.next = "LEN_CHECK"
 
             def on_payload():
                 m.d.comb += [buf_wr.addr.eq(idx), buf_wr.data.eq(byte), buf_wr.en.eq(1)]
-                m.d.sync += [idx.eq(idx + 1), rx_crc.eq(crc32_byte(rx_crc, byte))]
+                m.d.comb += crc_step.eq(1)
+                m.d.sync += idx.eq(idx + 1)
                 with m.If(payload_last):
                     m.next = "CRC0"
 
             def on_crc(k):
-                """The CRC's byte ``k``; the last one decides: execute, answer a repeat, or
-                drop the frame."""
+                """The CRC's byte ``k``, compared; CRC_CHECK decides."""
                 def action():
-                    matches = byte == _complement_byte(rx_crc, k)
-                    if k < 3:
-                        m.d.sync += crc_ok.eq(matches if k == 0 else crc_ok & matches)
-                        m.next = f"CRC{k + 1}"
-                        return
-                    with m.If(crc_ok & matches):
-                        m.d.sync += frames.eq(frames + 1)
-                        with m.If(repeat):
-                            m.next = "REPEAT"
-                        with m.Else():
-                            m.d.sync += [idx.eq(0), last_seq.eq(seq), last_crc.eq(rx_crc),
-                                         last_valid.eq(~reports)]
-                            m.next = "EXEC"
-                    with m.Else():
-                        m.d.sync += crc_errors.eq(crc_errors + 1)
-                        m.next = "HUNT"
+                    matches = byte == _complement_byte(crc, k)
+                    m.d.sync += crc_ok.eq(matches if k == 0 else crc_ok & matches)
+                    m.next = f"CRC{k + 1}" if k < 3 else "CRC_CHECK"
                 return action
 
             for state, action in (("CMD", on_cmd), ("SEQ", on_seq), ("LEN0", on_len0),
@@ -387,6 +398,23 @@ class HostLink(wiring.Component):
                     m.next = "CRC0"
                 with m.Else():
                     m.next = "PAYLOAD"
+
+            # The frame is done: execute it, answer a repeat, or drop it. A cycle after its last
+            # byte (no byte can come in that cycle), so that the comparison of that byte is
+            # registered: with the counters and the repeat rule's registers behind it, this was
+            # the UP5K's longest path.
+            with m.State("CRC_CHECK"):
+                with m.If(crc_ok):
+                    m.d.sync += frames.eq(frames + 1)
+                    with m.If(repeat):
+                        m.next = "REPEAT"
+                    with m.Else():
+                        m.d.sync += [idx.eq(0), last_seq.eq(seq), last_crc.eq(crc),
+                                     last_valid.eq(~reports)]
+                        m.next = "EXEC"
+                with m.Else():
+                    m.d.sync += crc_errors.eq(crc_errors + 1)
+                    m.next = "HUNT"
 
             with m.State("REPEAT"):
                 # the reply's registers still hold the first copy's reply
@@ -574,21 +602,22 @@ class HostLink(wiring.Component):
                     m.d.sync += send.eq(0)
                     m.next = "H0"
             with m.State("H0"):
-                m.d.sync += [tx_crc.eq(0xFFFFFFFF), out_i.eq(0), word_i.eq(0)]
+                m.d.comb += crc_init.eq(1)
+                m.d.sync += [out_i.eq(0), word_i.eq(0)]
                 emit(SYNC, "H1", crc=False)
             with m.State("H1"):
                 emit(reply_cmd, "H_SEQ")
             with m.State("H_SEQ"):
                 emit(seq, "H2")
             with m.State("H2"):
-                emit(reply_len[:8], "H3")
+                emit(reply_len16[:8], "H3")
             with m.State("H3"):
                 with m.If(reply_empty):
-                    emit(reply_len[8:], "C0")
+                    emit(reply_len16[8:], "C0")
                 with m.Elif(reply_src == Reply.WORDS):
-                    emit(reply_len[8:], "P_READ")
+                    emit(reply_len16[8:], "P_READ")
                 with m.Else():
-                    emit(reply_len[8:], "P_SMALL")
+                    emit(reply_len16[8:], "P_SMALL")
             with m.State("P_SMALL"):
                 i = out_i[:4]
                 results = Array([self.prediction, *(acc.spike_counts[k] for k in range(c.outputs))])
@@ -624,5 +653,5 @@ class HostLink(wiring.Component):
                         m.next = "P_READ"
             for k in range(4):
                 with m.State(f"C{k}"):
-                    emit(_complement_byte(tx_crc, k), f"C{k + 1}" if k < 3 else "IDLE", crc=False)
+                    emit(_complement_byte(crc, k), f"C{k + 1}" if k < 3 else "IDLE", crc=False)
         return m

@@ -310,7 +310,8 @@ def cmd_evaluate(a) -> dict:
     from eqfpga.golden import network
     path = checkpoint.resolve(a.checkpoint)
     ck = checkpoint.load(path)
-    dataset, data_dir = trainer.run_data(ck.config, a.dataset, a.data)
+    # a checkpoint knows the data set it was trained on
+    dataset, data_dir = trainer.run_data(ck.config, a.dataset or ck.meta.get("dataset"), a.data)
     test = data.load("test", dataset, data_dir)
     if a.images is not None and a.images > len(test):
         raise UserError(f"--images {a.images}: the {dataset} test set has {len(test)} images")

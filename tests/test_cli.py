@@ -408,3 +408,10 @@ def test_train_calibrates_and_takes_an_npz_data_set(tmp_path):
     assert r.returncode == 0 and "50 bright test images" in r.stdout, r.stderr
     r = run("train", "-c", "up5k", "--dataset", "cifar")
     assert r.returncode == 2 and "expected one of mnist, fashion-mnist or an .npz file" in r.stderr
+
+
+def test_evaluate_takes_a_shipped_checkpoint_by_name_on_its_own_data_set():
+    r = run("evaluate", "conv_mnist", "--images", "50")
+    assert r.returncode == 0, r.stderr
+    assert "conv_mnist.npz: configuration 'conv_fashion_fine' (int), 50 mnist test images" in r.stdout
+    assert float(r.stdout.split("accuracy ")[1].split("%")[0]) > 95
